@@ -171,10 +171,10 @@ def idle_cpu_percent(url_pid: tuple[str, int], seconds: float) -> float:
     return 100 * (cpu_seconds(pid) - before) / seconds
 
 
-def lag_past_100_ms(url: str) -> float:
+def lag_past_100_ms(http: httpx.Client) -> float:
     samples = {
         (s.name, s.labels.get("le")): s.value
-        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        for family in text_string_to_metric_families(http.get("/metrics").text)
         for s in family.samples
     }
     count = samples[("event_loop_lag_seconds_count", None)]
@@ -189,13 +189,15 @@ def stall_detection(
     visible_ms = []
     # A warning for every stall; no shedding, which would refuse the next stall.
     env = {"LAG_WARNING_INTERVAL_S": "0", "SHED_LAG_P99_MS": "60000"}
-    with serving(project, "service", log, **env) as (url, _):
+    with (
+        serving(project, "service", log, **env) as (url, _),
+        httpx.Client(base_url=url, timeout=10) as http,
+    ):
         for _ in range(stalls):
-            before = lag_past_100_ms(url)
-            stalled = httpx.get(f"{url}/bench/stall", params={"ms": 300}, timeout=10)
-            stalled.raise_for_status()
+            before = lag_past_100_ms(http)
+            http.get("/bench/stall", params={"ms": 300}).raise_for_status()
             answered = time.perf_counter()
-            while lag_past_100_ms(url) <= before:
+            while lag_past_100_ms(http) <= before:
                 if time.perf_counter() - answered > 5:
                     raise RuntimeError("the stall never showed in /metrics")
                 time.sleep(0.001)
