@@ -446,7 +446,8 @@ def main() -> None:
     for name, percent in idle.items():
         report.append(f"  {name:<20} {percent:.2f}")
     report += [
-        f"a {STALL_MS} ms stall, {args.stalls} times (LAG_THRESHOLD_MS {THRESHOLD_MS}):",
+        f"a {STALL_MS} ms stall, {args.stalls} times"
+        f" (LAG_THRESHOLD_MS {THRESHOLD_MS}):",
         f"  warning logged {statistics.median(warn_ms):.0f} ms after the stall"
         f" began (median; max {max(warn_ms):.0f})",
         f"  in /metrics {statistics.median(visible_ms):.1f} ms after the stalled"
