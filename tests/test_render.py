@@ -1,0 +1,43 @@
+"""Every supported combination renders without trust, lints clean, passes its tests."""
+
+import re
+from pathlib import Path
+
+import pytest
+from combinations import COMBINATIONS, Combination
+from helpers import render, run, uv
+
+# Jinja left in a rendered file. `${{` is GitHub Actions' own syntax, not Jinja's.
+LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
+
+
+def rendered_files(project: Path) -> list[Path]:
+    skip = {".venv", ".git", ".pytest_cache", ".ruff_cache", "__pycache__"}
+    return [
+        path
+        for path in project.rglob("*")
+        if path.is_file() and not skip.intersection(path.relative_to(project).parts)
+    ]
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda c: c.id)
+def test_combination(combination: Combination, tmp_path: Path) -> None:
+    project = render(tmp_path / "service", combination.answers)
+
+    files = rendered_files(project)
+    assert not [f for f in files if f.suffix == ".jinja"], "unrendered .jinja file"
+    leftovers = [
+        f"{f.relative_to(project)}: {match.group()}"
+        for f in files
+        for match in [LEFTOVER_JINJA.search(f.read_text())]
+        if match
+    ]
+    assert not leftovers, f"leftover Jinja: {leftovers}"
+
+    workflows = (project / ".github" / "workflows").glob("*.yml")
+    run("actionlint", *sorted(map(str, workflows)), cwd=project)
+
+    uv("sync", "--quiet", cwd=project)
+    uv("run", "ruff", "check", ".", cwd=project)
+    uv("run", "ruff", "format", "--check", "--diff", ".", cwd=project)
+    uv("run", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
