@@ -26,16 +26,18 @@ def render(
     return dst
 
 
+def attempt(
+    *command: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` and return what it did, output captured, whatever its exit."""
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
 def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run `command`; on failure, fail the test with everything it printed."""
-    result = subprocess.run(
-        command,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = attempt(*command, cwd=cwd, env=env)
     if result.returncode != 0:
         pytest.fail(
             f"`{' '.join(command)}` exited {result.returncode} in {cwd}\n"
@@ -48,8 +50,13 @@ def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 UV = os.environ.get("UV", "uv")  # `uv run` names its own binary in $UV
 
 
-def uv(*args: str, cwd: Path) -> str:
-    """Run uv in a generated project, in that project's environment, not ours."""
+def project_env() -> dict[str, str]:
+    """The environment for a generated project's commands: its venv, not ours."""
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     env["REQUIRE_BROKER"] = "1"  # a missing broker fails its tests, never skips them
-    return run(UV, *args, cwd=cwd, env=env)
+    return env
+
+
+def uv(*args: str, cwd: Path) -> str:
+    """Run uv in a generated project; fail the test if it fails."""
+    return run(UV, *args, cwd=cwd, env=project_env())
