@@ -1,0 +1,62 @@
+"""Helpers for the template's tests: render with Copier, run commands."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import copier
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def render(
+    dst: Path, answers: dict[str, str], src: Path = REPO, quiet: bool = True
+) -> Path:
+    """Render `src` (its HEAD plus uncommitted changes) without trust."""
+    copier.run_copy(
+        str(src),
+        dst,
+        data=answers,
+        defaults=True,
+        unsafe=False,
+        quiet=quiet,
+        vcs_ref="HEAD",
+    )
+    return dst
+
+
+def attempt(
+    *command: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` and return what it did, output captured, whatever its exit."""
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run `command`; on failure, fail the test with everything it printed."""
+    result = attempt(*command, cwd=cwd, env=env)
+    if result.returncode != 0:
+        pytest.fail(
+            f"`{' '.join(command)}` exited {result.returncode} in {cwd}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}",
+            pytrace=False,
+        )
+    return result.stdout
+
+
+UV = os.environ.get("UV", "uv")  # `uv run` names its own binary in $UV
+
+
+def project_env() -> dict[str, str]:
+    """The environment for a generated project's commands: its venv, not ours."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["REQUIRE_BROKER"] = "1"  # a missing broker fails its tests, never skips them
+    return env
+
+
+def uv(*args: str, cwd: Path) -> str:
+    """Run uv in a generated project; fail the test if it fails."""
+    return run(UV, *args, cwd=cwd, env=project_env())

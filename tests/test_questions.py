@@ -1,0 +1,109 @@
+"""Copier's questions: invalid answers are refused before anything is written."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import render
+
+BLOCKING = {"workload": "blocking_io"}
+DURABLE = {"task_durability": "durable"}
+
+INVALID = [
+    ({"project_name": ""}, "project_name"),
+    ({"project_name": "9 lives"}, "project_name"),
+    ({"project_name": "a/b"}, "project_name"),
+    ({"package_name": "9lives"}, "not a valid"),
+    ({"package_name": "My-Pkg"}, "not a valid"),
+    ({"package_name": ""}, "not a valid"),
+    ({"package_name": "class"}, "keyword"),
+    ({"package_name": "match"}, "keyword"),
+    ({"package_name": "json"}, "standard library"),
+    ({"package_name": "asyncio"}, "standard library"),
+    ({"package_name": "celery"}, "dependency"),
+    ({"package_name": "fastapi"}, "dependency"),
+    ({"package_name": "anyio"}, "dependency"),
+    ({"author_name": " "}, "author_name"),
+    ({"author_email": "nobody"}, "author_email"),
+    ({"python_version": "3.10"}, "python_version"),
+    ({"task_durability": "forever"}, "task_durability"),
+    ({"workload": "gpu"}, "workload"),
+    ({"broker": "redis"}, "only applies to task_durability=durable"),
+    ({**DURABLE, "broker": "kafka"}, "broker"),
+    ({**BLOCKING, "peak_blocking_calls_per_s": "0"}, "peak_blocking_calls_per_s"),
+    ({**BLOCKING, "peak_blocking_calls_per_s": "-5"}, "peak_blocking_calls_per_s"),
+    ({**BLOCKING, "peak_blocking_calls_per_s": "many"}, "peak_blocking_calls_per_s"),
+    ({**BLOCKING, "blocking_call_ms": "0"}, "blocking_call_ms"),
+    ({**BLOCKING, "blocking_call_ms": "1.5"}, "blocking_call_ms"),
+    ({"thread_pool_size": "0"}, "thread_pool_size"),
+    ({"thread_pool_size": "-1"}, "thread_pool_size"),
+    ({"thread_pool_size": "lots"}, "thread_pool_size"),
+    ({"thread_pool_size": "20000"}, "more worker processes"),
+    ({"lag_threshold_ms": "0"}, "lag_threshold_ms"),
+    ({"lag_threshold_ms": "soon"}, "lag_threshold_ms"),
+]
+
+
+@pytest.mark.parametrize(("answers", "message"), INVALID, ids=repr)
+def test_invalid_answer_is_refused_and_nothing_written(
+    answers: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    destination = tmp_path / "service"
+    with pytest.raises(ValueError, match=message):
+        render(destination, answers)
+    assert not destination.exists() or not any(destination.iterdir())
+
+
+def test_invalid_answer_leaves_an_existing_directory_untouched(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="package_name"):
+        render(tmp_path, {"package_name": "json"})
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def answers_of(project: Path) -> dict[str, object]:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def test_names_are_derived_from_the_project_name(tmp_path: Path) -> None:
+    project = render(tmp_path / "p", {"project_name": "Billing API v2"})
+    assert (project / "src" / "billing_api_v2" / "main.py").is_file()
+    assert 'name = "billing-api-v2"' in (project / "pyproject.toml").read_text()
+    assert answers_of(project)["package_name"] == "billing_api_v2"
+
+
+@pytest.mark.parametrize(
+    ("calls_per_s", "call_ms", "expected"),
+    [("500", "300", "150"), ("10", "100", "40"), ("1000", "2500", "2500")],
+)
+def test_thread_pool_defaults_to_littles_law(
+    calls_per_s: str, call_ms: str, expected: str, tmp_path: Path
+) -> None:
+    answers = {
+        **BLOCKING,
+        "peak_blocking_calls_per_s": calls_per_s,
+        "blocking_call_ms": call_ms,
+    }
+    project = render(tmp_path / "p", answers)
+    assert answers_of(project)["thread_pool_size"] == expected
+    settings = (project / "src" / "my_service" / "settings.py").read_text()
+    assert f"thread_pool_size: int = Field({expected}, ge=1)" in settings
+
+
+@pytest.mark.parametrize("workload", ["async_io", "cpu_bound"])
+def test_pool_questions_are_not_asked_without_blocking_calls(
+    workload: str, tmp_path: Path
+) -> None:
+    answers = answers_of(render(tmp_path / "p", {"workload": workload}))
+    assert answers["thread_pool_size"] == "40"
+    assert "peak_blocking_calls_per_s" not in answers
+    assert "broker" not in answers
+
+
+def test_message_warns_past_two_thousand_threads(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    render(tmp_path / "p", {**BLOCKING, "thread_pool_size": "2500"}, quiet=False)
+    message = capfd.readouterr().err
+    assert "2500 threads" in message
+    assert "run more worker processes" in message

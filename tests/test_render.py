@@ -1,0 +1,55 @@
+"""Every supported combination renders without trust, lints clean, passes its tests."""
+
+import re
+from pathlib import Path
+
+import pytest
+from combinations import COMBINATIONS, Combination
+from helpers import render, run, uv
+
+# Jinja left in a rendered file. `${{` is GitHub Actions' own syntax, not Jinja's.
+LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
+
+
+def rendered_files(project: Path) -> list[Path]:
+    skip = {".venv", ".git", ".pytest_cache", ".ruff_cache", "__pycache__"}
+    return [
+        path
+        for path in project.rglob("*")
+        if path.is_file() and not skip.intersection(path.relative_to(project).parts)
+    ]
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda c: c.id)
+def test_combination(combination: Combination, tmp_path: Path) -> None:
+    check_rendered(render(tmp_path / "service", combination.answers))
+
+
+def test_without_load_shedding(tmp_path: Path) -> None:
+    """shed_load=false, on the combination with the most code: clean and green."""
+    answers = {"workload": "mixed", "task_durability": "ephemeral"}
+    answers["shed_load"] = "false"
+    project = render(tmp_path / "service", answers)
+    assert not (project / "tests" / "test_shedding.py").exists()
+    check_rendered(project)
+
+
+def check_rendered(project: Path) -> None:
+    """No Jinja left, valid workflows, lint-clean, formatted, and its own tests pass."""
+    files = rendered_files(project)
+    assert not [f for f in files if f.suffix == ".jinja"], "unrendered .jinja file"
+    leftovers = [
+        f"{f.relative_to(project)}: {match.group()}"
+        for f in files
+        for match in [LEFTOVER_JINJA.search(f.read_text())]
+        if match
+    ]
+    assert not leftovers, f"leftover Jinja: {leftovers}"
+
+    workflows = (project / ".github" / "workflows").glob("*.yml")
+    run("actionlint", *sorted(map(str, workflows)), cwd=project)
+
+    uv("sync", "--quiet", cwd=project)
+    uv("run", "ruff", "check", ".", cwd=project)
+    uv("run", "ruff", "format", "--check", "--diff", ".", cwd=project)
+    uv("run", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
