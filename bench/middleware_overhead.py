@@ -368,8 +368,10 @@ def plot(
         axes[0].scatter([i] * len(rps[name]), rps[name], color="black", s=8, zorder=3)
     ratios = {n: statistics.median(paired(rps, n)) for n in names}
     for i, name in enumerate(names):
-        label = f"{ratios[name]:.2f}x"
-        axes[0].annotate(label, (i, medians[i]), ha="center", va="bottom")
+        label = f"{ratios[name]:.2f}x bare"
+        top = max(rps[name])
+        axes[0].annotate(label, (i, top), ha="center", va="bottom")
+    axes[0].tick_params(axis="x", labelrotation=15)
     axes[0].set_title("GET /health over HTTP, 1 worker")
     axes[0].set_ylabel("requests/s (bars: median; dots: rounds)")
 
