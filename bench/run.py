@@ -12,6 +12,7 @@ writes all of it to one directory instead (bench/results/smoke by default).
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def main() -> int:
         "mode": "smoke (figures meaningless)" if args.smoke else "full",
         "repeats per figure": str(reps),
         "duration": f"{time.monotonic() - started:.0f} s",
+        "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     write(sections, about_run, out, full=not (args.smoke or args.out))
     return 1 if failed else 0

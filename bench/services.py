@@ -268,3 +268,52 @@ def tcp_ready(port: int, process: subprocess.Popen, timeout: float = 10) -> None
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def run_script(path: Path, args: list[str], timeout: float) -> str:
+    """Run another benchmark script as it is and return what it printed.
+
+    A script with inline metadata (`# /// script`) runs in the environment uv
+    makes for it; any other on this interpreter. Either finds uv and copier on
+    PATH. It runs in its own process group, killed if it overruns `timeout`.
+    """
+    if path.read_text().startswith("# /// script"):
+        command = [UV, "run", "--quiet", "--script", str(path), *args]
+    else:
+        command = [sys.executable, str(path), *args]
+    env = project_env()
+    tools = [str(Path(UV).parent), str(Path(sys.executable).parent)]
+    env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "")])
+    process = spawn(
+        command,
+        cwd=path.parent.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{path.name} overran {timeout:.0f} s") from None
+    finally:
+        kill(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"{path.name} exited {process.returncode}:\n{output}")
+    return output
+
+
+def find_script(template: Path, name: str) -> Path | None:
+    """bench/<name> in the template tree measured, else in this checkout."""
+    for tree in (template, REPO):
+        if (tree / "bench" / name).exists():
+            return tree / "bench" / name
+    return None
+
+
+def check_options(path: Path, options: list[str]) -> None:
+    """Fail unless the script's --help runs and lists every one of `options`."""
+    usage = run_script(path, ["--help"], timeout=120)
+    missing = [option for option in options if option not in usage]
+    if missing:
+        raise RuntimeError(f"{path.name} no longer takes {', '.join(missing)}")

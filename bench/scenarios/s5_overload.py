@@ -164,7 +164,7 @@ def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Sect
         section.goals.append(
             Goal(
                 "P5 503s",
-                f"under overload, 503s arrive within {ms(P5_503_S)} (p99)",
+                f"under overload, 503s arrive within {P5_503_S * 1000:.0f} ms (p99)",
                 fmt_spread(on["shed_p99"]),
                 spread(on["shed_p99"])[0] <= P5_503_S,
             )
@@ -184,8 +184,12 @@ def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Sect
     )
     if any(any(f["other"]) for f in figures.values()):
         section.notes.append(
-            "Some requests got neither 200 nor 503 (no answer by the end of the run): "
-            + ", ".join(f"{label}: {f['other']}" for label, f in figures.items())
+            "Requests with neither 200 nor 503 (no answer by the end of the run), "
+            "per repeat: "
+            + "; ".join(
+                f"{label}: {', '.join(f'{n:,}' for n in f['other'])}"
+                for label, f in figures.items()
+            )
         )
     if any(any(f["ok_censored"]) for f in figures.values()):
         section.notes.append(
