@@ -117,7 +117,12 @@ def under_load(
     loading = start_loadgen(load)
     try:
         time.sleep(warmup)
+        cpu, wall = server.cpu_seconds(), time.monotonic()
         probed = probe(ctx, server, duration, **probe_extra)
+        cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
     finally:
         heavy_result = finish_loadgen(loading, warmup + duration + ctx.grace + 15)
+    # How busy the server's own process was meanwhile: near 100% of a core, the
+    # event loop's thread is CPU-bound, and latency grows with it.
+    heavy_result["server_cpu"] = cpu / wall
     return probed, heavy_result

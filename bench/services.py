@@ -201,6 +201,13 @@ class Server:
         self.stop()
         self.start()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (its own, not its children's)."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 

@@ -10,7 +10,17 @@ from dataclasses import dataclass
 
 from harness import Context, probe, settle, start_all, under_load, warm
 from plots import bars
-from report import Goal, Latency, Section, fmt_spread, ms, rate, spread, times
+from report import (
+    Goal,
+    Latency,
+    Section,
+    fmt_spread,
+    ms,
+    percent,
+    rate,
+    spread,
+    times,
+)
 from services import Server
 
 TITLE = "1. Loop freedom"
@@ -119,6 +129,8 @@ def measure(
         "ratio_p99": loaded.p99 / idle.p99,
         "censored": loaded.censored,
         "heavy_rate": heavy_result["completed"] / heavy_result["window_s"],
+        "server_cpu": heavy_result["server_cpu"],
+        "probe_send_lag_p99": loaded.send_lag_p99,
         "heavy_statuses": heavy_result["statuses"] | {"errors": heavy_result["errors"]},
     }.items():
         into.setdefault(key, []).append(value)
@@ -144,6 +156,8 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
             "loaded p99",
             "p99 loaded ÷ idle",
             "heavy calls answered",
+            "server CPU, loaded",
+            "probe's own lag p99, loaded",
         ],
         raw=figures,
     )
@@ -167,6 +181,8 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
                 fmt_spread(f["loaded_p99"], bound=bound),
                 fmt_spread(f["ratio_p99"], times, bound=bound),
                 answered,
+                fmt_spread(f["server_cpu"], percent),
+                fmt_spread(f["probe_send_lag_p99"]),
             ]
         )
         if variant.workload:
@@ -181,6 +197,13 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
                     ratio <= P1_LIMIT,
                 )
             )
+    section.notes.append(
+        "Server CPU: the server process's CPU time over the loaded window, in % of "
+        "one core (its event loop and threads; a process pool's workers not "
+        "included). The probe's own lag: how late the probe process sent its "
+        "requests, already part of the latencies above; on a busy machine it is "
+        "much of the idle p99."
+    )
     if any(any(figures[v.label]["censored"]) for v in chosen):
         section.notes.append(
             "≥: some probes were still unanswered when the run ended; they count "

@@ -6,10 +6,12 @@ thread 100 ms: 2,000 calls/s × 0.1 s = 200) and twice that. The ceiling is
 Little's law too: min(threads, clients) / 0.1 s (goal P2).
 """
 
+import time
+
 from harness import Context, start_all
 from plots import bars
 from report import Goal, Section, fmt_spread, percent, rate, spread
-from services import run_loadgen
+from services import finish_loadgen, start_loadgen
 
 TITLE = "2. Thread pool size"
 NEEDS = ("blocking_io",)
@@ -38,6 +40,7 @@ def run(ctx: Context) -> Section:
         for label, size in SIZES.items()
     }
     throughput: dict[str, list[float]] = {label: [] for label in SIZES}
+    cpu_share: dict[str, list[float]] = {label: [] for label in SIZES}
     start_all(list(servers.values()))
     try:
         for _ in range(ctx.reps):
@@ -49,7 +52,12 @@ def run(ctx: Context) -> Section:
                     "warmup_s": warmup_s,
                     "duration_s": measure_s,
                 }
-                result = run_loadgen(load, warmup_s + measure_s + 20)
+                loading = start_loadgen(load)
+                time.sleep(warmup_s)
+                cpu = server.cpu_seconds()
+                time.sleep(measure_s)
+                cpu_share[label].append((server.cpu_seconds() - cpu) / measure_s)
+                result = finish_loadgen(loading, warmup_s + measure_s + 20)
                 if result["errors"] or set(result["statuses"]) - {"200"}:
                     raise RuntimeError(
                         f"{label}: {result['statuses']}, {result['errors']} errors"
@@ -65,8 +73,14 @@ def run(ctx: Context) -> Section:
             "loop) on the rendered blocking_io service, with THREAD_POOL_SIZE set "
             "at start; the limit is min(threads, clients) / 100 ms."
         ),
-        header=["Threads", "Throughput", "Little's-law limit", "Share of the limit"],
-        raw={"throughput": throughput},
+        header=[
+            "Threads",
+            "Throughput",
+            "Little's-law limit",
+            "Share of the limit",
+            "Server CPU",
+        ],
+        raw={"throughput": throughput, "server_cpu": cpu_share},
     )
     for label, size in SIZES.items():
         shares = [value / limit(size) for value in throughput[label]]
@@ -76,6 +90,7 @@ def run(ctx: Context) -> Section:
                 fmt_spread(throughput[label], rate),
                 rate(limit(size)),
                 fmt_spread(shares, percent),
+                fmt_spread(cpu_share[label], percent),
             ]
         )
         if size == LITTLE:
@@ -89,6 +104,11 @@ def run(ctx: Context) -> Section:
                     share >= P2_SHARE,
                 )
             )
+    section.notes.append(
+        "Server CPU: the server process's CPU time over the measured window, in % "
+        "of one core. Near 100%, one worker process is CPU-bound before its "
+        "threads run out: the limit then needs more worker processes."
+    )
     plot = "bench-thread-pool.png"
     bars(
         ctx.out / plot,
