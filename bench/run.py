@@ -6,8 +6,9 @@
     uv run python bench/run.py --template ../other-checkout  # another template tree
 
 A full run writes docs/benchmarks.md and the plots beside it (committed), and
-bench/results/latest.md and latest.json (not committed). --smoke, or --out,
-writes all of it to one directory instead (bench/results/smoke by default).
+bench/results/latest.md and latest.json (not committed); with --only, the other
+scenarios' sections are kept from latest.json. --smoke, or --out, writes all of
+it to one directory instead (bench/results/smoke by default).
 """
 
 import argparse
@@ -22,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness import PROJECTS, Context
-from report import Section, Skip, machine, markdown
+from report import Goal, Section, Skip, machine, markdown
 from scenarios import SCENARIOS
 from services import REPO, Project, kill_all
 
@@ -72,7 +73,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     reps = args.reps or (1 if args.smoke else 3)
     started = time.monotonic()
-    about_run = machine()
+    about_run = {"date": time.strftime("%Y-%m-%d %H:%M %Z")} | machine()
     with tempfile.TemporaryDirectory(prefix="loopsafe-bench-") as temporary:
         work = args.work or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
@@ -88,8 +89,33 @@ def main() -> int:
         "duration": f"{time.monotonic() - started:.0f} s",
         "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
-    write(sections, about_run, out, full=not (args.smoke or args.out))
+    full = not (args.smoke or args.out)
+    if full and args.only:
+        sections, about_run = keep_the_others(sections, about_run, chosen)
+    write(sections, about_run, out, full)
     return 1 if failed else 0
+
+
+def keep_the_others(
+    sections: list[Section], about_run: dict, chosen: list[str]
+) -> tuple[list[Section], dict]:
+    """This run's sections, and the other scenarios' from the last full run."""
+    latest = REPO / "bench" / "results" / "latest.json"
+    if not latest.exists():
+        return sections, about_run
+    previous = json.loads(latest.read_text())
+    kept = {s["title"]: s for s in previous["sections"]}
+    kept |= {s.title: asdict(s) for s in sections}
+    merged = [
+        Section(
+            **kept[m.TITLE] | {"goals": [Goal(**g) for g in kept[m.TITLE]["goals"]]}
+        )
+        for m in SCENARIOS.values()
+        if m.TITLE in kept
+    ]
+    about_run["measured in this run"] = ", ".join(chosen)
+    about_run["the other scenarios"] = f"from the run of {previous['run'].get('date')}"
+    return merged, about_run
 
 
 def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]:

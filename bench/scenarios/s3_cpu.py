@@ -33,7 +33,7 @@ def heavy_load(variant: Variant) -> dict:
 
 def run(ctx: Context) -> Section:
     idle_s, warmup_s, loaded_s = (
-        ctx.seconds(3, 0.5),
+        ctx.seconds(2.5, 0.5),
         ctx.seconds(1, 0.3),
         ctx.seconds(3, 0.7),
     )
