@@ -106,11 +106,13 @@ def run(ctx: Context) -> Section:
                 "ok_p50": ok.p50,
                 "ok_p99": ok.p99,
                 "ok_censored": Latency.of(loaded).censored,
+                "server_cpu": loaded["server_cpu"],
                 "waiting_end": ys[-1] if ys else float("nan"),
                 "waiting_growth": slope(xs[half:], ys[half:]),
                 "other": len(loaded["status"])
                 - loaded["status"].count(200)
                 - loaded["status"].count(503),
+                "errors": loaded["errors"],
             }.items():
                 figures[label].setdefault(key, []).append(value)
             series[label] = {"waiting": (xs, ys), "loaded": loaded}
@@ -137,6 +139,7 @@ def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Sect
             "200 p50 / p99",
             "queue at the end",
             "queue growth",
+            "server CPU",
         ],
         raw={"figures": figures},
     )
@@ -157,6 +160,7 @@ def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Sect
                 f"{fmt_spread(f['ok_p99'], bound=bound)}",
                 fmt_spread(f["waiting_end"], lambda x: f"{x:,.0f} calls"),
                 fmt_spread(f["waiting_growth"], lambda x: f"{x:+,.0f} calls/s"),
+                fmt_spread(f["server_cpu"], percent),
             ]
         )
     on = figures["shedding on"]
@@ -184,10 +188,14 @@ def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Sect
     )
     if any(any(f["other"]) for f in figures.values()):
         section.notes.append(
-            "Requests with neither 200 nor 503 (no answer by the end of the run), "
-            "per repeat: "
+            "Requests with neither 200 nor 503, per repeat (of them, connections "
+            "refused or reset; the rest unanswered when the run ended): "
             + "; ".join(
-                f"{label}: {', '.join(f'{n:,}' for n in f['other'])}"
+                f"{label}: "
+                + ", ".join(
+                    f"{n:,} ({e:,})"
+                    for n, e in zip(f["other"], f["errors"], strict=True)
+                )
                 for label, f in figures.items()
             )
         )
