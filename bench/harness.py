@@ -77,7 +77,7 @@ def settle(server: Server, timeout: float = 20) -> None:
 def warm(ctx: Context, server: Server, heavy: dict) -> None:
     """Run `heavy` once, unmeasured: first calls pay for imports (a process pool's
     workers import the task's module on their first call) and connection setup."""
-    seconds = ctx.seconds(1.0, 0.3)
+    seconds = ctx.seconds(0.5, 0.3)
     load = {"port": server.port, "duration_s": seconds, "grace_s": 0, **heavy}
     finish_loadgen(start_loadgen(load), seconds + 15)
 

@@ -113,9 +113,13 @@ def keep_the_others(
         for m in SCENARIOS.values()
         if m.TITLE in kept
     ]
-    about_run["measured in this run"] = ", ".join(chosen)
-    about_run["the other scenarios"] = f"from the run of {previous['run'].get('date')}"
-    return merged, about_run
+    # The page describes the full run; a line says what was measured since.
+    rerun = f"{about_run['date']}, template {about_run['template']}, load average "
+    rerun += (
+        f"{about_run['load average at start']} → {about_run['load average at the end']}"
+    )
+    run = previous["run"] | {f"rerun of {', '.join(chosen)}": rerun}
+    return merged, run
 
 
 def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]:

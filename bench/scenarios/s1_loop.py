@@ -84,7 +84,7 @@ def run(ctx: Context) -> Section:
     idle_s, warmup_s, loaded_s = (
         ctx.seconds(2.5, 0.3),
         ctx.seconds(1, 0.2),
-        ctx.seconds(3, 0.5),
+        ctx.seconds(2.5, 0.5),
     )
     chosen = variants(ctx)
     figures: dict[str, dict[str, list]] = {v.label: {} for v in chosen}

@@ -35,7 +35,7 @@ def run(ctx: Context) -> Section:
     idle_s, warmup_s, loaded_s = (
         ctx.seconds(2.5, 0.5),
         ctx.seconds(1, 0.3),
-        ctx.seconds(3, 0.7),
+        ctx.seconds(2.5, 0.7),
     )
     cpu_def = ctx.bench_app("cpu_def")
     chosen = [

@@ -68,7 +68,7 @@ def run(ctx: Context) -> Section:
             "`shed_load` question comes with the lag issue); rerun with --template "
             "pointing at a tree that has it"
         )
-    idle_s, overload_s = ctx.seconds(2, 0.5), ctx.seconds(5, 1)
+    idle_s, overload_s = ctx.seconds(2, 0.5), ctx.seconds(4, 1)
     heavy = {
         "requests": [["GET", f"/blocking/wait?ms={CALL_S * 1000:.0f}"]],
         "rate": OFFERED,
