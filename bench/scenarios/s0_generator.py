@@ -26,7 +26,7 @@ class Tiny:
 
 
 def run(ctx: Context) -> Section:
-    seconds = ctx.seconds(2, 0.5)
+    seconds = ctx.seconds(1.5, 0.5)
     python, wrk, floor_p50, floor_p99, lag_p99 = [], [], [], [], []
     with Tiny() as tiny:
         for _ in range(ctx.reps):

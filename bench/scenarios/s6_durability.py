@@ -16,7 +16,7 @@ from services import check_options, find_script, run_script
 TITLE = "6. Durability"
 NEEDS: tuple[str, ...] = ()
 SCRIPT = "durability.py"
-JOBS = 60
+JOBS = 40
 PRESET = "loopsafe preset"
 
 
