@@ -1,0 +1,128 @@
+"""What every scenario shares: the run's context, and /health probed under load."""
+
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services import Project, Server, finish_loadgen, start_loadgen
+
+# The rendered services, by name. Every one is ephemeral (no broker needed); the
+# blocking_io one answers the sizing questions for scenario 1's load (50 calls
+# of 100 ms at once: 500 calls/s), so Little's law gives it 50 threads.
+PROJECTS = {
+    "blocking_io": {"peak_blocking_calls_per_s": "500", "blocking_call_ms": "100"},
+    "async_io": {},
+    "cpu_bound": {},
+    "mixed": {},
+}
+
+PROBE = [["GET", "/health"]]
+PROBE_RATE = 100  # probes per second, open loop: light, and 100 samples a second
+
+
+@dataclass
+class Context:
+    """The run: where the template is, where files go, how long to measure."""
+
+    template: Path
+    work: Path  # rendered projects and server logs
+    out: Path  # plots
+    smoke: bool
+    reps: int
+    projects: dict[str, Project] = field(default_factory=dict)
+
+    def seconds(self, full: float, smoke: float) -> float:
+        return smoke if self.smoke else full
+
+    @property
+    def grace(self) -> float:
+        """How long an open-loop run waits for its last answers before censoring."""
+        return self.seconds(2.0, 0.5)
+
+    def server(self, project: str, name: str, **env: str) -> Server:
+        return Server.of(self.projects[project], name, self.work, **env)
+
+    def bench_app(self, module: str, **env: str) -> Server:
+        """An app from bench/apps/, on the blocking_io project's interpreter."""
+        server = Server.bench_app(self.projects["blocking_io"], module, self.work)
+        server.env.update(env)
+        return server
+
+
+def start_all(servers: list[Server]) -> None:
+    """Start servers side by side (their imports overlap), then wait for each."""
+    for server in servers:
+        server.launch()
+    for server in servers:
+        server.wait_ready()
+
+
+def settle(server: Server, timeout: float = 20) -> None:
+    """Wait until /health answers promptly again, after a run that swamped it."""
+    deadline = time.monotonic() + timeout
+    prompt = 0
+    while prompt < 3 and time.monotonic() < deadline:
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(server.url("/health"), timeout=timeout):
+                pass
+        except OSError:
+            time.sleep(0.1)
+            continue
+        prompt = prompt + 1 if time.monotonic() - start < 0.05 else 0
+        time.sleep(0.05)
+
+
+def warm(ctx: Context, server: Server, heavy: dict) -> None:
+    """Run `heavy` once, unmeasured: first calls pay for imports (a process pool's
+    workers import the task's module on their first call) and connection setup."""
+    seconds = ctx.seconds(0.5, 0.3)
+    load = {"port": server.port, "duration_s": seconds, "grace_s": 0, **heavy}
+    finish_loadgen(start_loadgen(load), seconds + 15)
+
+
+def probe(ctx: Context, server: Server, duration: float, **extra) -> dict:
+    """/health, open loop at PROBE_RATE for `duration` seconds: the raw result."""
+    load = {
+        "port": server.port,
+        "requests": PROBE,
+        "rate": PROBE_RATE,
+        "duration_s": duration,
+        "grace_s": ctx.grace,
+        **extra,
+    }
+    return finish_loadgen(start_loadgen(load), duration + ctx.grace + 15)
+
+
+def under_load(
+    ctx: Context,
+    server: Server,
+    heavy: dict,
+    warmup: float,
+    duration: float,
+    **probe_extra,
+) -> tuple[dict, dict]:
+    """Probe /health for `duration` s while `heavy` runs, from `warmup` s into it.
+
+    `heavy` is a bench/loadgen.py Load without port and times: closed loop
+    (`concurrency`) counts answers within the probe's window; open loop (`rate`)
+    runs from the start of the warmup to the end of the probe.
+    """
+    load = {"port": server.port, "grace_s": ctx.grace, **heavy}
+    if "rate" in heavy:
+        load["duration_s"] = warmup + duration
+    else:
+        load |= {"warmup_s": warmup, "duration_s": duration}
+    loading = start_loadgen(load)
+    try:
+        time.sleep(warmup)
+        cpu, wall = server.cpu_seconds(), time.monotonic()
+        probed = probe(ctx, server, duration, **probe_extra)
+        cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
+    finally:
+        heavy_result = finish_loadgen(loading, warmup + duration + ctx.grace + 15)
+    # How busy the server's own process was meanwhile: near 100% of a core, the
+    # event loop's thread is CPU-bound, and latency grows with it.
+    heavy_result["server_cpu"] = cpu / wall
+    return probed, heavy_result

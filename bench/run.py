@@ -1,0 +1,182 @@
+"""loopsafe's benchmark suite: render services, load them, write the tables and plots.
+
+    uv run python bench/run.py               # everything, about 8 minutes on 2 cores
+    uv run python bench/run.py --smoke       # seconds per scenario: does it still run?
+    uv run python bench/run.py --only s1,s3  # some scenarios
+    uv run python bench/run.py --template ../other-checkout  # another template tree
+
+A full run writes docs/benchmarks.md and the plots beside it (committed), and
+bench/results/latest.md and latest.json (not committed); with --only, the other
+scenarios' sections are kept from latest.json. --smoke, or --out, writes all of
+it to one directory instead (bench/results/smoke by default).
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from harness import PROJECTS, Context
+from report import Goal, Section, Skip, machine, markdown
+from scenarios import SCENARIOS
+from services import REPO, Project, kill_all
+
+RERUN = """\
+## Rerun them
+
+From a clone of loopsafe, on a quiet machine (the figures are only as steady as
+the machine: nothing else should run meanwhile):
+
+```sh
+uv run python bench/run.py            # every scenario, about 8 minutes
+uv run python bench/run.py --only s2  # one scenario; --smoke: seconds, as a check
+```
+
+It renders each service from this checkout with Copier into a temporary
+directory, `uv sync`s it, starts it with uvicorn (one worker, 127.0.0.1, no
+access log), drives the load, and rewrites this page and its plots. wrk
+(`apt-get install wrk`) is used for scenario 4's maximum throughput when
+installed. The brokers (Redis, RabbitMQ on 127.0.0.1) are needed for scenario 6
+only.
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds per scenario")
+    parser.add_argument("--only", help="comma-separated: " + ",".join(SCENARIOS))
+    parser.add_argument(
+        "--template", type=Path, default=REPO, help="template tree (default: this repo)"
+    )
+    parser.add_argument("--reps", type=int, help="repeats of each figure (default 3)")
+    parser.add_argument("--out", type=Path, help="write everything here instead")
+    parser.add_argument(
+        "--work", type=Path, help="renders and logs (default: temporary)"
+    )
+    args = parser.parse_args()
+
+    # SIGTERM unwinds like Ctrl-C: every `finally` runs and stops its processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    chosen = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    out = args.out or (
+        REPO / "bench" / "results" / "smoke" if args.smoke else REPO / "docs"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    reps = args.reps or (1 if args.smoke else 3)
+    started = time.monotonic()
+    about_run = {"date": time.strftime("%Y-%m-%d %H:%M %Z")} | machine()
+    with tempfile.TemporaryDirectory(prefix="loopsafe-bench-") as temporary:
+        work = args.work or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        ctx = Context(args.template.resolve(), work, out, args.smoke, reps)
+        try:
+            sections, failed = run_scenarios(ctx, chosen)
+        finally:
+            kill_all()
+    about_run |= {
+        "template": str(ctx.template),
+        "mode": "smoke (figures meaningless)" if args.smoke else "full",
+        "repeats per figure": str(reps),
+        "duration": f"{time.monotonic() - started:.0f} s",
+        "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    full = not (args.smoke or args.out)
+    if full and args.only:
+        sections, about_run = keep_the_others(sections, about_run, chosen)
+    write(sections, about_run, out, full)
+    return 1 if failed else 0
+
+
+def keep_the_others(
+    sections: list[Section], about_run: dict, chosen: list[str]
+) -> tuple[list[Section], dict]:
+    """This run's sections, and the other scenarios' from the last full run."""
+    latest = REPO / "bench" / "results" / "latest.json"
+    if not latest.exists():
+        return sections, about_run
+    previous = json.loads(latest.read_text())
+    kept = {s["title"]: s for s in previous["sections"]}
+    kept |= {s.title: asdict(s) for s in sections}
+    merged = [
+        Section(
+            **kept[m.TITLE] | {"goals": [Goal(**g) for g in kept[m.TITLE]["goals"]]}
+        )
+        for m in SCENARIOS.values()
+        if m.TITLE in kept
+    ]
+    # The page describes the full run; a line says what was measured since.
+    rerun = f"{about_run['date']}, template {about_run['template']}, load average "
+    rerun += (
+        f"{about_run['load average at start']} → {about_run['load average at the end']}"
+    )
+    run = previous["run"] | {f"rerun of {', '.join(chosen)}": rerun}
+    return merged, run
+
+
+def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]:
+    needed = {name for key in chosen for name in SCENARIOS[key].NEEDS}
+    wanted = {
+        ctx.work / name: {
+            "project_name": f"bench {name}",
+            "workload": name,
+            "task_durability": "ephemeral",
+            **PROJECTS[name],
+        }
+        for name in PROJECTS
+        if name in needed
+    }
+    log(f"rendering {', '.join(sorted(needed)) or 'nothing'} from {ctx.template}")
+    for project in Project.render_all(ctx.template, wanted):
+        ctx.projects[project.path.name] = project
+    sections, failed = [], False
+    for key in chosen:
+        scenario = SCENARIOS[key]
+        log(f"{scenario.TITLE} ...")
+        begun = time.monotonic()
+        try:
+            section = scenario.run(ctx)
+        except Skip as skip:
+            section = Section(scenario.TITLE, skipped=str(skip))
+        except Exception:
+            failed = True
+            traceback.print_exc()
+            error = traceback.format_exc().strip().splitlines()[-1]
+            section = Section(scenario.TITLE, skipped=f"FAILED: {error}")
+        log(f"{scenario.TITLE}: {time.monotonic() - begun:.0f} s")
+        sections.append(section)
+    return sections, failed
+
+
+def write(sections: list[Section], about_run: dict, out: Path, full: bool) -> None:
+    title = "# Benchmarks\n\nMeasured by `bench/run.py`: the median of the repeats, "
+    title += "[minimum–maximum]."
+    page = markdown(sections, about_run, preamble=title) + "\n" + RERUN
+    (out / "benchmarks.md").write_text(page)
+    raw = {"run": about_run, "sections": [asdict(s) for s in sections]}
+    results = REPO / "bench" / "results" if full else out
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
+    if full:
+        prefix = "../../docs/"
+        (results / "latest.md").write_text(
+            markdown(sections, about_run, prefix, preamble=title)
+        )
+    log(f"wrote {out / 'benchmarks.md'}")
+    print(markdown(sections, about_run, preamble=title))
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The scenarios, in report order. Each module has the same interface:
+
+- TITLE: the heading of its section;
+- NEEDS: the rendered projects it uses (names from harness.PROJECTS);
+- run(ctx: harness.Context) -> report.Section, raising Skip when it cannot run
+  here (report.Skip: a template without the feature, a missing script).
+"""
+
+from scenarios import (
+    s0_generator,
+    s1_loop,
+    s2_pool,
+    s3_cpu,
+    s4_overhead,
+    s5_overload,
+    s6_durability,
+)
+
+SCENARIOS = {
+    "s0": s0_generator,
+    "s1": s1_loop,
+    "s2": s2_pool,
+    "s3": s3_cpu,
+    "s4": s4_overhead,
+    "s5": s5_overload,
+    "s6": s6_durability,
+}

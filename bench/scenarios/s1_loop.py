@@ -1,0 +1,229 @@
+"""Loop freedom: does /health stay fast while 50 heavy calls run at once?
+
+Each variant's /health is probed idle, then under 50 concurrent heavy calls
+(closed loop). The naive scaffold blocks its loop in every call; the default
+scaffold is right for the loop but has AnyIO's 40 threads; the rendered
+services are loopsafe's, one per workload (goal P1).
+"""
+
+from dataclasses import dataclass
+
+from harness import Context, probe, settle, start_all, under_load, warm
+from plots import bars
+from report import (
+    Goal,
+    Latency,
+    Section,
+    fmt_spread,
+    ms,
+    percent,
+    rate,
+    spread,
+    times,
+)
+from services import Server
+
+TITLE = "1. Loop freedom"
+NEEDS = ("blocking_io", "async_io", "cpu_bound", "mixed")
+CONCURRENCY = 50
+WAIT = ["GET", "/blocking/wait?ms=100"]
+UPSTREAM = ["GET", "/upstream/slow?ms=100"]
+HASH = ["POST", "/cpu/hash", {"secret": "bench", "salt": "salt"}]
+P1_LIMIT = 1.5
+
+
+@dataclass
+class Variant:
+    label: str
+    server: Server
+    heavy: list  # the heavy requests, cycled through
+    workload: str | None = None  # a rendered service: reported against P1
+    # The naive scaffold: nothing to warm, and after a loaded run its loop is
+    # stuck for seconds with the calls already accepted: restarting is quicker.
+    stalls: bool = False
+
+
+def variants(ctx: Context) -> list[Variant]:
+    return [
+        Variant(
+            "naive: async def + time.sleep", ctx.bench_app("naive"), [WAIT], stalls=True
+        ),
+        Variant("default: def, 40 threads", ctx.bench_app("default"), [WAIT]),
+        Variant(
+            "loopsafe blocking_io",
+            ctx.server("blocking_io", "s1-blocking_io"),
+            [WAIT],
+            "blocking_io",
+        ),
+        Variant(
+            "loopsafe async_io",
+            ctx.server("async_io", "s1-async_io"),
+            [UPSTREAM],
+            "async_io",
+        ),
+        Variant(
+            "loopsafe cpu_bound",
+            ctx.server("cpu_bound", "s1-cpu_bound"),
+            [HASH],
+            "cpu_bound",
+        ),
+        Variant(
+            "loopsafe mixed",
+            ctx.server("mixed", "s1-mixed"),
+            [WAIT, UPSTREAM, HASH],
+            "mixed",
+        ),
+    ]
+
+
+def heavy_load(variant: Variant) -> dict:
+    return {"requests": variant.heavy, "concurrency": CONCURRENCY}
+
+
+def run(ctx: Context) -> Section:
+    idle_s, warmup_s, loaded_s = (
+        ctx.seconds(2.5, 0.3),
+        ctx.seconds(0.5, 0.2),
+        ctx.seconds(2.5, 0.5),
+    )
+    chosen = variants(ctx)
+    figures: dict[str, dict[str, list]] = {v.label: {} for v in chosen}
+    start_all([v.server for v in chosen])
+    try:
+        for variant in chosen:
+            if not variant.stalls:
+                warm(ctx, variant.server, heavy_load(variant))
+        # Repeats interleave the variants, so a noisy moment hits them all alike.
+        for rep in range(ctx.reps):
+            for variant in chosen:
+                settle(variant.server)
+                measure(
+                    ctx, variant, idle_s, warmup_s, loaded_s, figures[variant.label]
+                )
+                if variant.stalls and rep < ctx.reps - 1:
+                    variant.server.restart()
+    finally:
+        for variant in chosen:
+            variant.server.stop()
+    return report(ctx, chosen, figures)
+
+
+def measure(
+    ctx: Context,
+    variant: Variant,
+    idle_s: float,
+    warmup_s: float,
+    loaded_s: float,
+    into: dict[str, list],
+) -> None:
+    idle = Latency.of(probe(ctx, variant.server, idle_s))
+    probed, heavy_result = under_load(
+        ctx, variant.server, heavy_load(variant), warmup_s, loaded_s
+    )
+    loaded = Latency.of(probed)
+    for key, value in {
+        "idle_p50": idle.p50,
+        "idle_p99": idle.p99,
+        "loaded_p50": loaded.p50,
+        "loaded_p99": loaded.p99,
+        "ratio_p99": loaded.p99 / idle.p99,
+        "censored": loaded.censored,
+        "heavy_rate": heavy_result["completed"] / heavy_result["window_s"],
+        "server_cpu": heavy_result["server_cpu"],
+        "probe_send_lag_p99": loaded.send_lag_p99,
+        "heavy_statuses": heavy_result["statuses"] | {"errors": heavy_result["errors"]},
+    }.items():
+        into.setdefault(key, []).append(value)
+
+
+def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
+    section = Section(
+        TITLE,
+        about=(
+            f"/health p50 and p99, probed open loop at 100/s, idle and under "
+            f"{CONCURRENCY} concurrent heavy calls (closed loop): `GET "
+            f"/blocking/wait?ms=100` (a 100 ms blocking call), `GET "
+            f"/upstream/slow?ms=100` for async_io, `POST /cpu/hash` (PBKDF2, "
+            f"100,000 rounds) for cpu_bound, all three in turn for mixed. The "
+            f"rendered blocking_io service answers the sizing questions for this "
+            f"load (500 calls/s of 100 ms: 50 threads)."
+        ),
+        header=[
+            "Variant",
+            "idle p50",
+            "idle p99",
+            "loaded p50",
+            "loaded p99",
+            "p99 loaded ÷ idle",
+            "heavy calls answered",
+            "server CPU, loaded",
+            "probe's own lag p99, loaded",
+        ],
+        raw=figures,
+    )
+    for variant in chosen:
+        f = figures[variant.label]
+        bound = any(f["censored"])
+        codes: dict[str, int] = {}
+        for statuses in f["heavy_statuses"]:
+            for code, n in statuses.items():
+                codes[code] = codes.get(code, 0) + n
+        others = sum(n for code, n in codes.items() if code != "200" and n)
+        answered = fmt_spread(f["heavy_rate"], rate)
+        if others:
+            answered += f" ({others} not 200: {codes})"
+        section.rows.append(
+            [
+                variant.label,
+                fmt_spread(f["idle_p50"]),
+                fmt_spread(f["idle_p99"]),
+                fmt_spread(f["loaded_p50"], bound=bound),
+                fmt_spread(f["loaded_p99"], bound=bound),
+                fmt_spread(f["ratio_p99"], times, bound=bound),
+                answered,
+                fmt_spread(f["server_cpu"], percent),
+                fmt_spread(f["probe_send_lag_p99"]),
+            ]
+        )
+        if variant.workload:
+            ratio = spread(f["ratio_p99"])[0]
+            section.goals.append(
+                Goal(
+                    f"P1 {variant.workload}",
+                    f"/health p99 under load ≤ {P1_LIMIT}× idle",
+                    f"{fmt_spread(f['ratio_p99'], times)} "
+                    f"({ms(spread(f['idle_p99'])[0])} → "
+                    f"{ms(spread(f['loaded_p99'])[0])})",
+                    ratio <= P1_LIMIT,
+                )
+            )
+    section.notes.append(
+        "Server CPU: the server process's CPU time over the loaded window, in % of "
+        "one core (its event loop and threads; a process pool's workers not "
+        "included). The probe's own lag: how late the probe process sent its "
+        "requests, already part of the latencies above; on a busy machine it is "
+        "much of the idle p99."
+    )
+    if any(any(figures[v.label]["censored"]) for v in chosen):
+        section.notes.append(
+            "≥: some probes were still unanswered when the run ended; they count "
+            "with the time they had waited, so the figure is a lower bound."
+        )
+    plot = "bench-loop-freedom.png"
+    bars(
+        ctx.out / plot,
+        f"/health p99, idle and under {CONCURRENCY} concurrent heavy calls "
+        "(log scale; whiskers: min–max of the repeats)",
+        [
+            v.label.replace(": ", ":\n").replace("loopsafe ", "loopsafe\n")
+            for v in chosen
+        ],
+        {
+            "idle": [figures[v.label]["idle_p99"] for v in chosen],
+            "under load": [figures[v.label]["loaded_p99"] for v in chosen],
+        },
+        "seconds",
+        log=True,
+    )
+    section.plots.append(plot)
+    return section

@@ -1,0 +1,143 @@
+"""CPU-bound work: /health latency while 4 CPU-heavy requests run at once.
+
+The rendered cpu_bound service computes in a process pool (one worker per
+core). Against it, the same work in a plain `def` endpoint (on AnyIO's threads),
+and pure-Python work of about the same length in `def` (goal P3).
+"""
+
+from dataclasses import dataclass
+
+from harness import Context, probe, settle, start_all, under_load, warm
+from plots import bars
+from report import Goal, Latency, Section, fmt_spread, ms, rate, spread, times
+from services import Server
+
+TITLE = "3. CPU-bound work"
+NEEDS = ("cpu_bound", "blocking_io")  # blocking_io's interpreter runs bench/apps
+CONCURRENCY = 4
+BODY = {"secret": "bench", "salt": "salt"}  # 100,000 PBKDF2 rounds by default
+P3_LIMIT = 2.0
+
+
+@dataclass
+class Variant:
+    label: str
+    server: Server
+    path: str
+    rendered: bool = False
+
+
+def heavy_load(variant: Variant) -> dict:
+    return {"requests": [["POST", variant.path, BODY]], "concurrency": CONCURRENCY}
+
+
+def run(ctx: Context) -> Section:
+    idle_s, warmup_s, loaded_s = (
+        ctx.seconds(2.5, 0.5),
+        ctx.seconds(0.5, 0.3),
+        ctx.seconds(2.5, 0.7),
+    )
+    cpu_def = ctx.bench_app("cpu_def")
+    chosen = [
+        Variant(
+            "loopsafe cpu_bound: process pool",
+            ctx.server("cpu_bound", "s3-cpu_bound"),
+            "/cpu/hash",
+            rendered=True,
+        ),
+        Variant("def: PBKDF2 (releases the GIL)", cpu_def, "/cpu/hash"),
+        Variant("def: pure Python (holds the GIL)", cpu_def, "/cpu/python"),
+    ]
+    servers = list({id(v.server): v.server for v in chosen}.values())
+    figures: dict[str, dict[str, list]] = {v.label: {} for v in chosen}
+    start_all(servers)
+    try:
+        for variant in chosen:
+            warm(ctx, variant.server, heavy_load(variant))
+        for _ in range(ctx.reps):
+            for variant in chosen:
+                settle(variant.server)
+                idle = Latency.of(probe(ctx, variant.server, idle_s))
+                heavy = heavy_load(variant)
+                probed, heavy_result = under_load(
+                    ctx, variant.server, heavy, warmup_s, loaded_s
+                )
+                loaded = Latency.of(probed)
+                calls = heavy_result["latencies"] or [float("nan")]
+                f = figures[variant.label]
+                for key, value in {
+                    "idle_p99": idle.p99,
+                    "loaded_p99": loaded.p99,
+                    "ratio_p99": loaded.p99 / idle.p99,
+                    "cpu_rate": heavy_result["completed"] / heavy_result["window_s"],
+                    "cpu_call_median": sorted(calls)[len(calls) // 2],
+                    "censored": loaded.censored,
+                }.items():
+                    f.setdefault(key, []).append(value)
+    finally:
+        for server in servers:
+            server.stop()
+    section = Section(
+        TITLE,
+        about=(
+            f"/health p99, probed open loop at 100/s, idle and while {CONCURRENCY} "
+            "clients (closed loop) keep CPU-heavy requests running: PBKDF2-SHA256, "
+            "100,000 rounds. The pure-Python variant loops for about as long."
+        ),
+        header=[
+            "Variant",
+            "idle p99",
+            "loaded p99",
+            "p99 loaded ÷ idle",
+            "CPU calls answered",
+            "CPU call latency (median)",
+        ],
+        raw=figures,
+    )
+    for variant in chosen:
+        f = figures[variant.label]
+        bound = any(f["censored"])
+        section.rows.append(
+            [
+                variant.label,
+                fmt_spread(f["idle_p99"]),
+                fmt_spread(f["loaded_p99"], bound=bound),
+                fmt_spread(f["ratio_p99"], times, bound=bound),
+                fmt_spread(f["cpu_rate"], rate),
+                fmt_spread(f["cpu_call_median"]),
+            ]
+        )
+        if variant.rendered:
+            section.goals.append(
+                Goal(
+                    "P3",
+                    f"cpu_bound /health p99 under load ≤ {P3_LIMIT:g}× idle",
+                    f"{fmt_spread(f['ratio_p99'], times)} "
+                    f"({ms(spread(f['idle_p99'])[0])} → "
+                    f"{ms(spread(f['loaded_p99'])[0])})",
+                    spread(f["ratio_p99"])[0] <= P3_LIMIT,
+                )
+            )
+    section.notes.append(
+        "OpenSSL's PBKDF2 releases the GIL, so on threads it mostly competes for "
+        "cores, not for the interpreter; pure-Python work holds the GIL and the "
+        "event loop waits for it."
+    )
+    plot = "bench-cpu-bound.png"
+    bars(
+        ctx.out / plot,
+        f"/health p99, idle and under {CONCURRENCY} concurrent CPU-heavy requests "
+        "(log scale; whiskers: min–max)",
+        [
+            v.label.replace(": ", ":\n").replace("loopsafe ", "loopsafe\n")
+            for v in chosen
+        ],
+        {
+            "idle": [figures[v.label]["idle_p99"] for v in chosen],
+            "under load": [figures[v.label]["loaded_p99"] for v in chosen],
+        },
+        "seconds",
+        log=True,
+    )
+    section.plots.append(plot)
+    return section

@@ -1,0 +1,326 @@
+"""Render services with Copier, start them with uvicorn, and stop every process started.
+
+Every process the suite starts (servers, load generators) leads its own process
+group, and is killed with that group: on `stop`, when the `with` block around it
+ends, and at exit as a last resort, so nothing outlives a run, even a failed one.
+"""
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+APPS = REPO / "bench" / "apps"
+UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+
+_running: set[subprocess.Popen] = set()
+
+
+def spawn(command: list[str], **options) -> subprocess.Popen:
+    """Start `command` as the leader of a new process group, remembered for cleanup."""
+    process = subprocess.Popen(command, start_new_session=True, **options)
+    _running.add(process)
+    return process
+
+
+def kill(process: subprocess.Popen, timeout: float = 3) -> None:
+    """SIGTERM the process group; SIGKILL what is left of it after `timeout`."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers: pool workers, children
+    except ProcessLookupError:
+        pass
+    process.wait()
+    _running.discard(process)
+
+
+@atexit.register
+def kill_all() -> None:
+    for process in list(_running):
+        kill(process, timeout=2)
+
+
+def project_env(**overrides: str) -> dict[str, str]:
+    """The environment for a rendered project: its own venv, not the suite's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV")}
+    env.update(overrides)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def has_question(template: Path, name: str) -> bool:
+    """Whether the template asks `name` (a top-level key of its copier.yml)."""
+    text = (template / "copier.yml").read_text()
+    return any(line.startswith(f"{name}:") for line in text.splitlines())
+
+
+class Project:
+    """A service rendered from the template and `uv sync`ed, ready to start."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        answers = (path / ".copier-answers.yml").read_text().splitlines()
+        self.package = next(
+            line.split(": ", 1)[1].strip("'\"")
+            for line in answers
+            if line.startswith("package_name:")
+        )
+        self.python = path / ".venv" / "bin" / "python"
+
+    @classmethod
+    def render_all(cls, template: Path, wanted: dict[Path, dict[str, str]]) -> list:
+        """Render each destination from `template` and `uv sync` it, two at a time."""
+        with ProcessPoolExecutor(2) as pool:
+            renders = [
+                pool.submit(_render, template, dst, answers)
+                for dst, answers in wanted.items()
+            ]
+            return [cls(render.result()) for render in renders]
+
+
+def _render(template: Path, dst: Path, answers: dict[str, str]) -> Path:
+    """Render `template` (HEAD plus uncommitted changes) without trust, then sync."""
+    import copier  # here: the load generator and the apps never need it
+    from copier.errors import DirtyLocalWarning
+
+    # Rendering a checkout with uncommitted changes is the point here.
+    warnings.simplefilter("ignore", DirtyLocalWarning)
+    shutil.rmtree(dst, ignore_errors=True)
+    copier.run_copy(
+        str(template),
+        dst,
+        data=answers,
+        defaults=True,
+        unsafe=False,
+        quiet=True,
+        vcs_ref="HEAD",
+    )
+    command = [UV, "sync", "--quiet", "--no-dev"]
+    subprocess.run(command, cwd=dst, env=project_env(), check=True)
+    return dst
+
+
+class Server:
+    """One uvicorn process (one worker, 127.0.0.1, no access log) serving `app`.
+
+    `app` is "module:attribute", imported from `app_dir` if given; `python` is
+    the interpreter (a rendered project's venv: the bench apps use it too, so
+    every variant runs the same FastAPI, Starlette, uvicorn and uvloop).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        python: Path,
+        app: str,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        app_dir: Path | None = None,
+        log_dir: Path | None = None,
+    ):
+        self.name, self.python, self.app, self.cwd = name, python, app, cwd
+        self.env = env or {}
+        self.app_dir = app_dir
+        self.log_path = (log_dir or cwd) / f"{name}.log"
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @classmethod
+    def of(cls, project: Project, name: str, log_dir: Path, **env: str) -> "Server":
+        """The rendered project's own app, with extra settings from `env`."""
+        app = f"{project.package}.main:app"
+        return cls(name, project.python, app, project.path, env, log_dir=log_dir)
+
+    @classmethod
+    def bench_app(cls, project: Project, module: str, log_dir: Path) -> "Server":
+        """An app from bench/apps/, run by the rendered project's interpreter."""
+        return cls(
+            module,
+            project.python,
+            f"{module}:app",
+            project.path,
+            app_dir=APPS,
+            log_dir=log_dir,
+        )
+
+    def launch(self) -> None:
+        """Start the process; `wait_ready` waits for it to answer."""
+        self.port = free_port()
+        command = [str(self.python), "-m", "uvicorn", self.app]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        command += ["--no-access-log", "--log-level", "warning"]
+        if self.app_dir:
+            command += ["--app-dir", str(self.app_dir)]
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy
+            self.process = spawn(
+                command,
+                cwd=self.cwd,
+                env=project_env(**self.env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url("/health"), timeout=5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer /health in {timeout} s")
+
+    def start(self) -> "Server":
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (its own, not its children's)."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            kill(self.process)
+            self.process = None
+
+    def __enter__(self) -> "Server":
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_loadgen(load: dict, timeout: float) -> dict:
+    """Run one load generator process (bench/loadgen.py) and return its result."""
+    process = start_loadgen(load)
+    return finish_loadgen(process, timeout)
+
+
+def start_loadgen(load: dict) -> subprocess.Popen:
+    command = [sys.executable, str(REPO / "bench" / "loadgen.py"), json.dumps(load)]
+    return spawn(command, stdout=subprocess.PIPE, text=True)
+
+
+def finish_loadgen(process: subprocess.Popen, timeout: float) -> dict:
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill(process)
+        raise RuntimeError("load generator overran its time bound") from None
+    _running.discard(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"load generator exited {process.returncode}")
+    return json.loads(out)
+
+
+def run_wrk(port: int, path: str, seconds: int, connections: int = 64) -> float | None:
+    """Requests per second wrk reaches (one thread), or None if wrk is not installed."""
+    if shutil.which("wrk") is None:
+        return None
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    command.append(f"http://127.0.0.1:{port}{path}")
+    process = spawn(command, stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = process.communicate(timeout=seconds + 15)
+    finally:
+        kill(process)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    line = next(line for line in out.splitlines() if line.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
+def tcp_ready(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
+    """Wait until something accepts connections on `port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def run_script(path: Path, args: list[str], timeout: float) -> str:
+    """Run another benchmark script as it is and return what it printed.
+
+    A script with inline metadata (`# /// script`) runs in the environment uv
+    makes for it; any other on this interpreter. Either finds uv and copier on
+    PATH. It runs in its own process group, killed if it overruns `timeout`.
+    """
+    if path.read_text().startswith("# /// script"):
+        command = [UV, "run", "--quiet", "--script", str(path), *args]
+    else:
+        command = [sys.executable, str(path), *args]
+    env = project_env()
+    tools = [str(Path(UV).parent), str(Path(sys.executable).parent)]
+    env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "")])
+    process = spawn(
+        command,
+        cwd=path.parent.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{path.name} overran {timeout:.0f} s") from None
+    finally:
+        kill(process)
+    if process.returncode != 0:
+        raise RuntimeError(f"{path.name} exited {process.returncode}:\n{output}")
+    return output
+
+
+def find_script(template: Path, name: str) -> Path | None:
+    """bench/<name> in the template tree measured, else in this checkout."""
+    for tree in (template, REPO):
+        if (tree / "bench" / name).exists():
+            return tree / "bench" / name
+    return None
+
+
+def check_options(path: Path, options: list[str]) -> None:
+    """Fail unless the script's --help runs and lists every one of `options`."""
+    usage = run_script(path, ["--help"], timeout=120)
+    missing = [option for option in options if option not in usage]
+    if missing:
+        raise RuntimeError(f"{path.name} no longer takes {', '.join(missing)}")
