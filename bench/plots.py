@@ -7,10 +7,15 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from report import spread  # noqa: E402
 
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+
+
+def in_ms(seconds: list[float]) -> list[float]:
+    return [value * 1000 for value in seconds]
 
 
 def bars(
@@ -57,6 +62,13 @@ def bars(
     ax.set_title(title, fontsize=10)
     if log:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        # Between the powers of ten, label only the 2s and 5s.
+        ax.yaxis.set_minor_formatter(
+            FuncFormatter(
+                lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""
+            )
+        )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

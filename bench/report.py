@@ -103,6 +103,9 @@ def ms(seconds: float) -> str:
 
 def fmt_spread(values: list[float], unit=ms, bound: bool = False) -> str:
     """`median [min–max]`; `≥` when some runs hit the deadline (a lower bound)."""
+    values = [value for value in values if not math.isnan(value)]
+    if not values:
+        return "–"
     middle, low, high = spread(values)
     prefix = "≥ " if bound else ""
     if len(values) == 1:

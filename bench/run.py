@@ -1,6 +1,6 @@
 """loopsafe's benchmark suite: render services, load them, write the tables and plots.
 
-    uv run python bench/run.py               # everything, about 8 minutes on 2 cores
+    uv run python bench/run.py               # everything, about 9 minutes on 2 cores
     uv run python bench/run.py --smoke       # seconds per scenario: does it still run?
     uv run python bench/run.py --only s1,s3  # some scenarios
     uv run python bench/run.py --template ../other-checkout  # another template tree
@@ -34,7 +34,7 @@ From a clone of loopsafe, on a quiet machine (the figures are only as steady as
 the machine: nothing else should run meanwhile):
 
 ```sh
-uv run python bench/run.py            # every scenario, about 8 minutes
+uv run python bench/run.py            # every scenario, about 9 minutes
 uv run python bench/run.py --only s2  # one scenario; --smoke: seconds, as a check
 ```
 

@@ -284,7 +284,8 @@ def run_script(path: Path, args: list[str], timeout: float) -> str:
     makes for it; any other on this interpreter. Either finds uv and copier on
     PATH. It runs in its own process group, killed if it overruns `timeout`.
     """
-    if path.read_text().startswith("# /// script"):
+    head = path.read_text().splitlines()[:3]  # a shebang may come first
+    if "# /// script" in head:
         command = [UV, "run", "--quiet", "--script", str(path), *args]
     else:
         command = [sys.executable, str(path), *args]

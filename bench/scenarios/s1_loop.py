@@ -9,7 +9,7 @@ services are loopsafe's, one per workload (goal P1).
 from dataclasses import dataclass
 
 from harness import Context, probe, settle, start_all, under_load, warm
-from plots import bars
+from plots import bars, in_ms
 from report import (
     Goal,
     Latency,
@@ -219,10 +219,10 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
             for v in chosen
         ],
         {
-            "idle": [figures[v.label]["idle_p99"] for v in chosen],
-            "under load": [figures[v.label]["loaded_p99"] for v in chosen],
+            "idle": [in_ms(figures[v.label]["idle_p99"]) for v in chosen],
+            "under load": [in_ms(figures[v.label]["loaded_p99"]) for v in chosen],
         },
-        "seconds",
+        "milliseconds",
         log=True,
     )
     section.plots.append(plot)

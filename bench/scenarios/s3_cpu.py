@@ -8,7 +8,7 @@ and pure-Python work of about the same length in `def` (goal P3).
 from dataclasses import dataclass
 
 from harness import Context, probe, settle, start_all, under_load, warm
-from plots import bars
+from plots import bars, in_ms
 from report import Goal, Latency, Section, fmt_spread, ms, rate, spread, times
 from services import Server
 
@@ -133,10 +133,10 @@ def run(ctx: Context) -> Section:
             for v in chosen
         ],
         {
-            "idle": [figures[v.label]["idle_p99"] for v in chosen],
-            "under load": [figures[v.label]["loaded_p99"] for v in chosen],
+            "idle": [in_ms(figures[v.label]["idle_p99"]) for v in chosen],
+            "under load": [in_ms(figures[v.label]["loaded_p99"]) for v in chosen],
         },
-        "seconds",
+        "milliseconds",
         log=True,
     )
     section.plots.append(plot)

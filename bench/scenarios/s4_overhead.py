@@ -33,7 +33,7 @@ def run(ctx: Context) -> Section:
     # One stall: the stall that follows it is answered 503 by load shedding
     # (the first one pushed the lag p99 past the limit), and the script then
     # waits for a stall that never comes.
-    options = {"--rounds": ctx.reps, "--duration": 2, "--idle": 1, "--stalls": 1}
+    options = {"--rounds": ctx.reps, "--duration": 2, "--idle": 2, "--stalls": 1}
     options["--plot"] = ctx.out / plot
     if ctx.smoke:
         # The script renders and serves on its own (about 40 s even at its
