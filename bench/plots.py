@@ -104,3 +104,23 @@ def timeline(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def idle_and_loaded_p99(
+    path: Path, title: str, labels: list[str], figures: dict
+) -> None:
+    """Idle and loaded /health p99 side by side for each variant, on a log scale."""
+    bars(
+        path,
+        title,
+        [
+            label.replace(": ", ":\n").replace("loopsafe ", "loopsafe\n")
+            for label in labels
+        ],
+        {
+            "idle": [in_ms(figures[label]["idle_p99"]) for label in labels],
+            "under load": [in_ms(figures[label]["loaded_p99"]) for label in labels],
+        },
+        "milliseconds",
+        log=True,
+    )

@@ -9,7 +9,7 @@ services are loopsafe's, one per workload (goal P1).
 from dataclasses import dataclass
 
 from harness import Context, probe, settle, start_all, under_load, warm
-from plots import bars, in_ms
+from plots import idle_and_loaded_p99
 from report import (
     Goal,
     Latency,
@@ -210,20 +210,12 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
             "with the time they had waited, so the figure is a lower bound."
         )
     plot = "bench-loop-freedom.png"
-    bars(
+    idle_and_loaded_p99(
         ctx.out / plot,
         f"/health p99, idle and under {CONCURRENCY} concurrent heavy calls "
         "(log scale; whiskers: min–max of the repeats)",
-        [
-            v.label.replace(": ", ":\n").replace("loopsafe ", "loopsafe\n")
-            for v in chosen
-        ],
-        {
-            "idle": [in_ms(figures[v.label]["idle_p99"]) for v in chosen],
-            "under load": [in_ms(figures[v.label]["loaded_p99"]) for v in chosen],
-        },
-        "milliseconds",
-        log=True,
+        [v.label for v in chosen],
+        figures,
     )
     section.plots.append(plot)
     return section

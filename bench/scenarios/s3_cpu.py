@@ -8,7 +8,7 @@ and pure-Python work of about the same length in `def` (goal P3).
 from dataclasses import dataclass
 
 from harness import Context, probe, settle, start_all, under_load, warm
-from plots import bars, in_ms
+from plots import idle_and_loaded_p99
 from report import Goal, Latency, Section, fmt_spread, ms, rate, spread, times
 from services import Server
 
@@ -124,20 +124,12 @@ def run(ctx: Context) -> Section:
         "event loop waits for it."
     )
     plot = "bench-cpu-bound.png"
-    bars(
+    idle_and_loaded_p99(
         ctx.out / plot,
         f"/health p99, idle and under {CONCURRENCY} concurrent CPU-heavy requests "
         "(log scale; whiskers: min–max)",
-        [
-            v.label.replace(": ", ":\n").replace("loopsafe ", "loopsafe\n")
-            for v in chosen
-        ],
-        {
-            "idle": [in_ms(figures[v.label]["idle_p99"]) for v in chosen],
-            "under load": [in_ms(figures[v.label]["loaded_p99"]) for v in chosen],
-        },
-        "milliseconds",
-        log=True,
+        [v.label for v in chosen],
+        figures,
     )
     section.plots.append(plot)
     return section
