@@ -30,6 +30,8 @@ def find_uv() -> str:
         venv.create(BOOTSTRAP, with_pip=True)
         pip = [str(BOOTSTRAP / "bin" / "python"), "-m", "pip", "install", "-q"]
         subprocess.run([*pip, "uv"], check=True)
+    # Generated projects call plain `uv` too (their pre-commit hooks do).
+    os.environ["PATH"] = f"{local_uv.parent}{os.pathsep}{os.environ['PATH']}"
     return str(local_uv)
 
 
