@@ -311,12 +311,10 @@ def run_script(path: Path, args: list[str], timeout: float) -> str:
     return output
 
 
-def find_script(template: Path, name: str) -> Path | None:
-    """bench/<name> in the template tree measured, else in this checkout."""
-    for tree in (template, REPO):
-        if (tree / "bench" / name).exists():
-            return tree / "bench" / name
-    return None
+def find_script(template: Path, name: str) -> Path:
+    """bench/<name> in the template tree measured, else in this checkout's."""
+    measured = template / "bench" / name
+    return measured if measured.exists() else REPO / "bench" / name
 
 
 def check_options(path: Path, options: list[str]) -> None:

@@ -30,11 +30,6 @@ def figures(output: str) -> dict[str, dict[str, dict]]:
 
 def run(ctx: Context) -> Section:
     path = find_script(ctx.template, SCRIPT)
-    if path is None:
-        raise Skip(
-            f"bench/{SCRIPT} (the durable issue's side-by-side SIGKILL script) is "
-            f"not in {ctx.template} nor in this checkout; rerun once it has landed"
-        )
     plot = "bench-durability.png"
     options = {"--jobs": JOBS, "--png": ctx.out / plot}
     if ctx.smoke:
