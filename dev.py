@@ -74,7 +74,7 @@ def new(args: list[str]) -> int:
     sh(uv, "sync", "--quiet", cwd=destination)
     worker = None
     if answers.get("task_durability") == "durable":
-        sh("bash", str(REPO / "scripts" / "ensure-brokers.sh"))
+        sh("bash", str(REPO / "scripts" / "ensure-services.sh"), answers["broker"])
         worker = subprocess.Popen(
             [uv, "run", "celery", "-A", f"{package}.worker", "worker"],
             cwd=destination,
@@ -94,9 +94,9 @@ def new(args: list[str]) -> int:
 
 
 def test(args: list[str]) -> int:
-    """Lint the template's own code, then run every test, the brokers up first."""
+    """Lint the template's own code, then run every test, the services up first."""
     uv = find_uv()
-    sh("bash", str(REPO / "scripts" / "ensure-brokers.sh"))
+    sh("bash", str(REPO / "scripts" / "ensure-services.sh"))
     sh(uv, "sync", "--quiet")
     sh(uv, "run", "ruff", "check", ".")
     sh(uv, "run", "ruff", "format", "--check", ".")
