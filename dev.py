@@ -1,12 +1,30 @@
 #!/usr/bin/env python3
-"""loopsafe's two entry points, needing nothing but Python 3.11+.
+"""loopsafe's entry points, needing nothing but Python 3.11+.
 
     python3 dev.py new ../my-service [copier options]   scaffold a service and run it
     python3 dev.py test [pytest options]                 run the whole test suite
+    python3 dev.py test --shard NAME [--shard NAME2] [pytest options]
+                                                         run one part of it (CI's jobs)
+    python3 dev.py shards [--github]                     list the shards
+
+The shards split the suite so that every test is in exactly one of them
+(tests/test_workflows.py checks it):
+
+    questions        lint the template's own code; tests/test_questions.py and
+                     tests/test_workflows.py (no service needed)
+    render:<id>      tests/test_render.py::test_combination[<id>], one per entry of
+                     tests/combinations.py; durable ones need the services
+    update           tests/test_update.py (needs the services)
+    bench            tests/test_bench.py, the benchmarks' smoke run (needs the services)
+
+"The services" are Redis, RabbitMQ and PostgreSQL on 127.0.0.1; `test` starts
+the ones its shards need (scripts/ensure-services.sh) and nothing else.
+LOOPSAFE_PYTHON=3.12 renders the projects for that Python (default 3.11).
 
 uv is used if it is on PATH; otherwise it is installed into .bootstrap/ first.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -14,9 +32,65 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent
 BOOTSTRAP = REPO / ".bootstrap"
+ENSURE_SERVICES = REPO / "scripts" / "ensure-services.sh"
+SERVICES = ("redis", "rabbitmq", "postgres")
+
+sys.path.insert(0, str(REPO / "tests"))
+from combinations import (  # noqa: E402  (stdlib only: safe before uv sync)
+    DEFAULT_PYTHON,
+    ENTRIES,
+    EVERY_PYTHON,
+    PYTHON_VERSIONS,
+)
+
+
+class Shard(NamedTuple):
+    name: str
+    pytest_args: tuple[str, ...]  # test files or node ids, as pytest takes them
+    services: tuple[str, ...] = ()  # what its tests talk to
+    lint: bool = False  # ruff over the template's own code first
+    pythons: tuple[str, ...] = (DEFAULT_PYTHON,)  # CI runs it once on each
+
+
+def shards() -> list[Shard]:
+    """The whole suite, in parts. No test is in two parts, none is in no part."""
+    return [
+        Shard(
+            "questions",
+            ("tests/test_questions.py", "tests/test_workflows.py"),
+            lint=True,
+        ),
+        *(
+            Shard(
+                f"render:{entry.id}",
+                (f"tests/test_render.py::test_combination[{entry.id}]",),
+                SERVICES if entry.durable else (),
+                pythons=PYTHON_VERSIONS
+                if entry.id in EVERY_PYTHON
+                else (DEFAULT_PYTHON,),
+            )
+            for entry in ENTRIES
+        ),
+        Shard("update", ("tests/test_update.py",), SERVICES),
+        Shard("bench", ("tests/test_bench.py",), SERVICES),
+    ]
+
+
+def github_matrices() -> dict[str, dict[str, list[dict[str, str]]]]:
+    """CI's two test jobs' matrices: shards needing no service, and the rest."""
+    jobs: dict[str, list[dict[str, str]]] = {
+        "without-services": [],
+        "with-services": [],
+    }
+    for shard in shards():
+        job = "with-services" if shard.services else "without-services"
+        for python in shard.pythons:
+            jobs[job].append({"shard": shard.name, "python": python})
+    return {job: {"include": include} for job, include in jobs.items()}
 
 
 def find_uv() -> str:
@@ -74,7 +148,7 @@ def new(args: list[str]) -> int:
     sh(uv, "sync", "--quiet", cwd=destination)
     worker = None
     if answers.get("task_durability") == "durable":
-        sh("bash", str(REPO / "scripts" / "ensure-brokers.sh"))
+        sh("bash", str(ENSURE_SERVICES), answers["broker"])
         worker = subprocess.Popen(
             [uv, "run", "celery", "-A", f"{package}.worker", "worker"],
             cwd=destination,
@@ -93,19 +167,62 @@ def new(args: list[str]) -> int:
             worker.wait()
 
 
+def split_shards(args: list[str]) -> tuple[list[str], list[str]]:
+    """`--shard NAME` / `--shard=NAME` options out of `args`; the rest is pytest's."""
+    names, rest = [], []
+    arguments = iter(args)
+    for arg in arguments:
+        if arg == "--shard":
+            names.append(next(arguments, ""))
+        elif arg.startswith("--shard="):
+            names.append(arg.removeprefix("--shard="))
+        else:
+            rest.append(arg)
+    return names, rest
+
+
 def test(args: list[str]) -> int:
-    """Lint the template's own code, then run every test, the brokers up first."""
+    """Lint and run every test, or the shards named; the services they need up first."""
+    names, pytest_options = split_shards(args)
+    by_name = {shard.name: shard for shard in shards()}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        print(f"dev.py: no shard {', '.join(map(repr, unknown))}", file=sys.stderr)
+        print("dev.py: the shards are:", *by_name, sep="\n  ", file=sys.stderr)
+        return 2
+    selected = [by_name[name] for name in names] or list(by_name.values())
+    services = [s for s in SERVICES if any(s in shard.services for shard in selected)]
+    # No shard named: no selection, so pytest runs its testpaths, shards or not.
+    selection = [a for shard in selected for a in shard.pytest_args] if names else []
+
     uv = find_uv()
-    sh("bash", str(REPO / "scripts" / "ensure-brokers.sh"))
+    if services:
+        sh("bash", str(ENSURE_SERVICES), *services)
     sh(uv, "sync", "--quiet")
-    sh(uv, "run", "ruff", "check", ".")
-    sh(uv, "run", "ruff", "format", "--check", ".")
-    pytest = [uv, "run", "pytest", "-n", "auto", *args]
+    if any(shard.lint for shard in selected):
+        sh(uv, "run", "ruff", "check", ".")
+        sh(uv, "run", "ruff", "format", "--check", ".")
+    pytest = [uv, "run", "pytest", "-n", "auto", *pytest_options, *selection]
     return subprocess.run(pytest, cwd=REPO, check=False).returncode
 
 
+def list_shards(args: list[str]) -> int:
+    """Print the shards; with --github, as CI's shards job writes its outputs."""
+    if args == ["--github"]:
+        for job, matrix in github_matrices().items():
+            print(f"{job}={json.dumps(matrix)}")
+        return 0
+    if args:
+        print("usage: python3 dev.py shards [--github]", file=sys.stderr)
+        return 2
+    for shard in shards():
+        needs = ", ".join(shard.services) or "no service"
+        print(f"{shard.name:46} {needs:26} Python {', '.join(shard.pythons)}")
+    return 0
+
+
 def main() -> int:
-    commands = {"new": new, "test": test}
+    commands = {"new": new, "test": test, "shards": list_shards}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

@@ -1,39 +1,91 @@
 """The supported answer combinations: the one list behind every matrix.
 
-The template's pytest matrix imports COMBINATIONS; the CI workflow's matrix job
-runs `python tests/combinations.py` and reads the JSON it prints.
+The template's pytest matrices (tests/test_render.py, tests/test_update.py)
+import COMBINATIONS; dev.py builds its `render:<id>` shards, and so the CI
+workflow's matrix, from the same list. Needs nothing but the standard library:
+dev.py imports it before any dependency is installed.
+
+`python tests/combinations.py` prints the list as JSON (a GitHub matrix).
+
+LOOPSAFE_PYTHON picks the Python every entry is rendered for (its
+`python_version` answer); CI sets it per job, locally it defaults to 3.11, the
+only Python installed on the development machines.
 """
 
 import json
+import os
 from typing import NamedTuple
 
 WORKLOADS = ("async_io", "blocking_io", "cpu_bound", "mixed")
 BACKGROUND = (("ephemeral", None), ("durable", "redis"), ("durable", "rabbitmq"))
+PYTHON_VERSIONS = ("3.11", "3.12", "3.13")  # copier.yml's python_version choices
+DEFAULT_PYTHON = "3.11"
+PYTHON = os.environ.get("LOOPSAFE_PYTHON") or DEFAULT_PYTHON
 
 
 class Combination(NamedTuple):
     workload: str
     task_durability: str
     broker: str | None
+    shed_load: bool = True
+    examples: bool = True
+    python_version: str = DEFAULT_PYTHON
 
     @property
     def id(self) -> str:
-        return "-".join(part for part in self if part)
+        """Readable and unique; the same whatever Python it is rendered for."""
+        parts = [self.workload, self.task_durability, self.broker]
+        parts.append(None if self.shed_load else "no-shedding")
+        parts.append(None if self.examples else "no-examples")
+        return "-".join(part for part in parts if part)
+
+    @property
+    def durable(self) -> bool:
+        return self.task_durability == "durable"
 
     @property
     def answers(self) -> dict[str, str]:
-        """The answers that pick this combination, as `--data` would pass them."""
+        """The answers that pick this combination, as `--data` would pass them.
+
+        Answers left at their default are left out, so the list also renders
+        with releases that predate a question.
+        """
         answers = {"workload": self.workload, "task_durability": self.task_durability}
         if self.broker:
             answers["broker"] = self.broker
+        if not self.shed_load:
+            answers["shed_load"] = "false"
+        if not self.examples:
+            answers["examples"] = "false"
+        if self.python_version != DEFAULT_PYTHON:
+            answers["python_version"] = self.python_version
         return answers
 
 
-COMBINATIONS = [
-    Combination(workload, durability, broker)
-    for workload in WORKLOADS
-    for durability, broker in BACKGROUND
+ENTRIES = [
+    *(
+        Combination(workload, durability, broker)
+        for workload in WORKLOADS
+        for durability, broker in BACKGROUND
+    ),
+    # The non-default answers, each on the combinations with the most code it removes.
+    Combination("mixed", "ephemeral", None, shed_load=False),
+    Combination("async_io", "ephemeral", None, examples=False),
+    Combination("blocking_io", "durable", "redis", examples=False),
+    Combination("cpu_bound", "durable", "rabbitmq", examples=False),
+    Combination("mixed", "ephemeral", None, examples=False),
 ]
+
+# Rendered on every Python in PYTHON_VERSIONS by CI; one per workload, both
+# brokers and ephemeral work among them. Every other entry: DEFAULT_PYTHON only.
+EVERY_PYTHON = (
+    "async_io-ephemeral",
+    "blocking_io-durable-redis",
+    "cpu_bound-durable-rabbitmq",
+    "mixed-ephemeral",
+)
+
+COMBINATIONS = [entry._replace(python_version=PYTHON) for entry in ENTRIES]
 
 if __name__ == "__main__":
     print(json.dumps({"include": [c.answers | {"id": c.id} for c in COMBINATIONS]}))

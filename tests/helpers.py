@@ -48,6 +48,9 @@ def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 UV = os.environ.get("UV", "uv")  # `uv run` names its own binary in $UV
+# CI's Python dimension: generated projects run on this Python (tests/combinations.py
+# puts it in their python_version answer). Unset: uv's own choice, 3.11 here.
+PYTHON = os.environ.get("LOOPSAFE_PYTHON")
 
 
 def project_env() -> dict[str, str]:
@@ -59,4 +62,6 @@ def project_env() -> dict[str, str]:
 
 def uv(*args: str, cwd: Path) -> str:
     """Run uv in a generated project; fail the test if it fails."""
+    if PYTHON:  # `uv sync --python 3.12 ...`, `uv run --python 3.12 ...`
+        args = (args[0], "--python", PYTHON, *args[1:])
     return run(UV, *args, cwd=cwd, env=project_env())

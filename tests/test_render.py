@@ -25,15 +25,6 @@ def test_combination(combination: Combination, tmp_path: Path) -> None:
     check_rendered(render(tmp_path / "service", combination.answers))
 
 
-def test_without_load_shedding(tmp_path: Path) -> None:
-    """shed_load=false, on the combination with the most code: clean and green."""
-    answers = {"workload": "mixed", "task_durability": "ephemeral"}
-    answers["shed_load"] = "false"
-    project = render(tmp_path / "service", answers)
-    assert not (project / "tests" / "test_shedding.py").exists()
-    check_rendered(project)
-
-
 def check_rendered(project: Path) -> None:
     """No Jinja left, valid workflows, lint-clean, formatted, and its own tests pass."""
     files = rendered_files(project)

@@ -1,10 +1,265 @@
-"""The template's own workflows are valid, and their matrix is the supported list."""
+"""The template's CI: valid, one entry point, the whole suite, services declared.
 
+The workflow is read, not trusted: its matrix jobs' steps are run here as GitHub
+would (with $GITHUB_OUTPUT), their matrices expanded, and every command that runs
+tests (`dev.py test ...` or a bare `pytest ...`) is mapped to the tests it would
+select from this suite's collected node ids. From those node ids come the shards
+(dev.py) and so the services each job needs.
+"""
+
+import importlib.util
+import itertools
 import json
+import os
+import re
+import shlex
+import subprocess
 import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from combinations import COMBINATIONS
+import pytest
+import yaml
+from combinations import (
+    DEFAULT_PYTHON,
+    ENTRIES,
+    EVERY_PYTHON,
+    PYTHON_VERSIONS,
+    WORKLOADS,
+    Combination,
+)
 from helpers import REPO, run
+
+WORKFLOW = REPO / ".github" / "workflows" / "template.yml"
+
+# How a job declares each service: the image, and the port published on the host.
+SERVICE_IMAGES = {
+    "redis": "redis:7",
+    "rabbitmq": "rabbitmq:3",
+    "postgres": "postgres:17",
+}
+SERVICE_PORTS = {"redis": 6379, "rabbitmq": 5672, "postgres": 5432}
+POSTGRES_ENV = {"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_DB": "test"}
+
+
+def load_dev() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dev", REPO / "dev.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+dev = load_dev()
+
+
+@pytest.fixture(scope="module")
+def suite() -> list[str]:
+    """Every test's node id, as pytest collects the whole suite."""
+    out = run(
+        sys.executable,
+        *("-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"),
+        cwd=REPO,
+    )
+    ids = [line for line in out.splitlines() if "::" in line]
+    assert ids, out
+    return ids
+
+
+# --- pytest's command line, the part CI uses -----------------------------------
+
+OPTIONS_WITH_VALUE = {"-n", "--numprocesses", "--dist", "-p", "--timeout", "-o"}
+SELECTING_OPTIONS = {"-k", "-m", "--deselect", "--lf", "--ff", "--sw"}
+
+
+def selected(node_ids: list[str], args: list[str]) -> list[str]:
+    """The node ids `pytest ARGS` runs out of the whole suite."""
+    paths: list[str] = []
+    ignored: list[str] = []
+    arguments = iter(args)
+    for arg in arguments:
+        option = arg.split("=", 1)[0]
+        if option in SELECTING_OPTIONS:
+            raise AssertionError(f"cannot tell which tests `{arg}` selects")
+        if option in ("--ignore", "--ignore-glob"):
+            ignored.append(arg.split("=", 1)[1] if "=" in arg else next(arguments))
+        elif option in OPTIONS_WITH_VALUE:
+            if "=" not in arg:
+                next(arguments, None)
+        elif not arg.startswith("-"):
+            paths.append(arg)
+        # Any other option (-q, -x, -ra, ...) selects nothing.
+    paths = paths or ["tests"]  # pyproject.toml's testpaths
+    return [
+        node
+        for node in node_ids
+        if any(within(node, path) for path in paths)
+        and not any(within(node, path) for path in ignored)
+    ]
+
+
+def within(node_id: str, path: str) -> bool:
+    path = path.rstrip("/")
+    return node_id == path or any(node_id.startswith(path + c) for c in "/:[")
+
+
+# --- the workflow, as GitHub would run it ----------------------------------------
+
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+
+
+def evaluate(text: str, context: dict[str, Any]) -> str:
+    """Substitute the `${{ a.b.c }}` expressions `context` knows; leave the rest."""
+
+    def value(match: re.Match[str]) -> str:
+        found: Any = context
+        for key in match.group(1).split("."):
+            if not isinstance(found, dict) or key not in found:
+                return match.group()
+            found = found[key]
+        return str(found)
+
+    return EXPRESSION.sub(value, str(text))
+
+
+def job_outputs(workflow: dict[str, Any], name: str) -> dict[str, str]:
+    """Run job `name`'s steps here, as GitHub would, and resolve its outputs."""
+    steps: dict[str, dict[str, dict[str, str]]] = {}
+    for step in workflow["jobs"][name].get("steps", []):
+        if "run" not in step or "id" not in step:
+            continue  # only steps with an id can produce outputs
+        output = Path(os.environ.get("TMPDIR", "/tmp")) / f"github-output-{os.getpid()}"
+        output.write_text("")
+        env = {**os.environ, "GITHUB_OUTPUT": str(output)}
+        subprocess.run(["bash", "-ec", step["run"]], cwd=REPO, env=env, check=True)
+        lines = output.read_text().splitlines()
+        output.unlink()
+        steps[step["id"]] = {"outputs": dict(line.split("=", 1) for line in lines)}
+    declared = workflow["jobs"][name].get("outputs", {})
+    return {key: evaluate(text, {"steps": steps}) for key, text in declared.items()}
+
+
+def matrix_entries(workflow: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The matrix entries job `name` runs once each ([{}] without a matrix)."""
+    matrix = workflow["jobs"][name].get("strategy", {}).get("matrix")
+    if matrix is None:
+        return [{}]
+    if isinstance(matrix, str):
+        from_json = re.fullmatch(
+            r"\$\{\{\s*fromJSON\(needs\.([\w-]+)\.outputs\.([\w-]+)\)\s*\}\}", matrix
+        )
+        assert from_json, f"job {name}: cannot expand the matrix {matrix!r}"
+        needed, key = from_json.groups()
+        matrix = json.loads(job_outputs(workflow, needed)[key])
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+    entries = [
+        dict(zip(axes, values, strict=True))
+        for values in itertools.product(*axes.values())
+    ]
+    if not axes:
+        entries = []
+    for extra in matrix.get("include", []):
+        entries.append(extra)  # no axis here is ever extended by an include
+    return entries or [{}]
+
+
+def commands(script: str) -> list[list[str]]:
+    """The simple commands of a `run:` script (split on newlines, &&, ||, ;, |)."""
+    found = []
+    for line in script.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+        words: list[str] = []
+        for token in [*tokens, ";"]:
+            if token in ("&&", "||", ";", "|", "&"):
+                if words:
+                    found.append(words)
+                words = []
+            else:
+                words.append(token)
+    return found
+
+
+def runs_tests(words: list[str]) -> tuple[str, list[str]] | None:
+    """("dev.py", its args) or ("pytest", its args) if `words` runs tests."""
+    for i, word in enumerate(words):
+        if word.endswith("dev.py") and words[i + 1 : i + 2] == ["test"]:
+            return "dev.py", words[i + 2 :]
+        if word == "pytest" or word.endswith("/pytest"):
+            return "pytest", words[i + 1 :]
+        if word == "-m" and words[i + 1 : i + 2] == ["pytest"]:
+            return "pytest", words[i + 2 :]
+    return None
+
+
+def dev_selection(args: list[str]) -> tuple[list[str], list[str]]:
+    """`dev.py test ARGS`: the shards it names (all if none) and pytest's arguments."""
+    names, pytest_options = dev.split_shards(args)
+    shards = {shard.name: shard for shard in dev.shards()}
+    unknown = [name for name in names if name not in shards]
+    assert not unknown, f"dev.py has no shard {unknown}"
+    selection = [arg for name in names for arg in shards[name].pytest_args]
+    return names or list(shards), [*pytest_options, *selection]
+
+
+class Run:
+    """One job of the workflow, for one matrix entry, and the tests it runs."""
+
+    def __init__(self, job: str, entry: dict[str, Any], spec: dict[str, Any]) -> None:
+        self.job, self.entry, self.spec = job, entry, spec
+        self.label = f"{job} {json.dumps(entry)}" if entry else job
+        self.invocations: list[tuple[str, list[str], dict[str, str]]] = []
+
+    @property
+    def services(self) -> dict[str, Any]:
+        return self.spec.get("services") or {}
+
+
+def runs(workflow: dict[str, Any]) -> list[Run]:
+    """Every (job, matrix entry) of the workflow and the test commands it runs."""
+    found = []
+    for name, spec in workflow["jobs"].items():
+        for entry in matrix_entries(workflow, name):
+            job_run = Run(name, entry, spec)
+            context = {"matrix": entry}
+            for step in spec.get("steps", []):
+                if "run" not in step:
+                    continue
+                env = {**workflow.get("env", {}), **spec.get("env", {})}
+                env = {**env, **step.get("env", {})}
+                env = {k: evaluate(v, context) for k, v in env.items()}
+                for words in commands(evaluate(step["run"], context)):
+                    invocation = runs_tests(words)
+                    if invocation:
+                        job_run.invocations.append((*invocation, env))
+            if job_run.invocations:
+                found.append(job_run)
+    return found
+
+
+def selected_by(kind: str, args: list[str], suite: list[str]) -> list[str]:
+    if kind == "dev.py":
+        return selected(suite, dev_selection(args)[1])
+    return selected(suite, args)
+
+
+def shard_of(suite: list[str]) -> dict[str, Any]:
+    """Each node id's shard (the partition test checks there is exactly one)."""
+    owner = {}
+    for shard in dev.shards():
+        for node in selected(suite, list(shard.pytest_args)):
+            owner.setdefault(node, shard)
+    return owner
+
+
+# --- the tests ---------------------------------------------------------------------
+
+
+def workflow_of(path: Path = WORKFLOW) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
 
 
 def test_template_workflows_pass_actionlint() -> None:
@@ -13,8 +268,156 @@ def test_template_workflows_pass_actionlint() -> None:
     run("actionlint", *workflows, cwd=REPO)
 
 
-def test_workflow_matrix_is_the_combination_list() -> None:
-    printed = run(sys.executable, "tests/combinations.py", cwd=REPO)
-    ids = [entry["id"] for entry in json.loads(printed)["include"]]
-    assert ids == [c.id for c in COMBINATIONS]
-    assert len(ids) == 12
+def test_shards_partition_the_suite(suite: list[str]) -> None:
+    """Every test is in exactly one shard; no shard is empty."""
+    membership: Counter[str] = Counter()
+    for shard in dev.shards():
+        tests = selected(suite, list(shard.pytest_args))
+        assert tests, f"shard {shard.name} selects no test"
+        membership.update(tests)
+    assert not [n for n in suite if membership[n] == 0], "tests in no shard"
+    assert not [n for n, count in membership.items() if count > 1], "tests in 2 shards"
+    assert set(membership) == set(suite)
+
+
+def test_render_shards_are_the_combination_list() -> None:
+    render = [s.name for s in dev.shards() if s.name.startswith("render:")]
+    assert render == [f"render:{entry.id}" for entry in ENTRIES]
+
+
+def test_shard_services_follow_what_their_tests_touch() -> None:
+    """Update tests, durable renders and the bench smoke run need every service."""
+    durable = {f"render:{entry.id}" for entry in ENTRIES if entry.durable}
+    for shard in dev.shards():
+        needs_all = shard.name in {"update", "bench"} | durable
+        assert set(shard.services) == (set(SERVICE_IMAGES) if needs_all else set())
+
+
+def test_ci_run_runs_the_whole_suite(suite: list[str]) -> None:
+    """`.ci/run` is `python3 dev.py test`: every shard, every test."""
+    invocations = [
+        found
+        for words in commands((REPO / ".ci" / "run").read_text())
+        if (found := runs_tests(words))
+    ]
+    assert len(invocations) == 1
+    kind, args = invocations[0]
+    assert kind == "dev.py"
+    assert dev_selection(args)[0] == [shard.name for shard in dev.shards()]
+    assert selected_by(kind, args, suite) == suite
+
+
+def test_jobs_run_tests_only_through_dev_py() -> None:
+    """One entry point: what CI runs is what `.ci/run` runs, shard by shard."""
+    bare = [
+        f"{job_run.label}: pytest {shlex.join(args)}"
+        for job_run in runs(workflow_of())
+        for kind, args, _ in job_run.invocations
+        if kind != "dev.py"
+    ]
+    assert not bare, "jobs calling pytest directly:\n" + "\n".join(bare)
+
+
+def test_workflow_runs_every_shard_once_per_python() -> None:
+    ran: Counter[tuple[str, str]] = Counter()
+    for job_run in runs(workflow_of()):
+        for kind, args, env in job_run.invocations:
+            if kind == "dev.py":
+                python = env.get("LOOPSAFE_PYTHON") or DEFAULT_PYTHON
+                ran.update((name, python) for name in dev_selection(args)[0])
+    planned = Counter(
+        (shard.name, python) for shard in dev.shards() for python in shard.pythons
+    )
+    assert ran == planned
+    for python in PYTHON_VERSIONS:  # every Python renders every workload
+        rendered = {name for name, py in ran if py == python and ":" in name}
+        for workload in WORKLOADS:
+            assert any(name.startswith(f"render:{workload}-") for name in rendered)
+
+
+def service_problems(workflow: dict[str, Any], suite: list[str]) -> list[str]:
+    owner = shard_of(suite)
+    problems = []
+    for job_run in runs(workflow):
+        needs: dict[str, set[str]] = {}
+        for kind, args, _ in job_run.invocations:
+            for node in selected_by(kind, args, suite):
+                for service in owner[node].services:
+                    needs.setdefault(service, set()).add(owner[node].name)
+        declared = {
+            service: spec
+            for spec in job_run.services.values()
+            for service, image in SERVICE_IMAGES.items()
+            if evaluate(spec.get("image", ""), {"matrix": job_run.entry}) == image
+        }
+        for service, shards in sorted(needs.items()):
+            why = f"{job_run.label} runs {', '.join(sorted(shards))}"
+            spec = declared.get(service)
+            if spec is None:
+                problems.append(f"{why}: no {SERVICE_IMAGES[service]} service")
+                continue
+            port = SERVICE_PORTS[service]
+            if f"{port}:{port}" not in map(str, spec.get("ports", [])):
+                problems.append(f"{why}: {service} does not publish {port}:{port}")
+            if "--health-cmd" not in spec.get("options", ""):
+                problems.append(f"{why}: {service} has no health check")
+            if service == "postgres" and spec.get("env", {}) != POSTGRES_ENV:
+                problems.append(f"{why}: postgres env is not {POSTGRES_ENV}")
+    return problems
+
+
+def test_jobs_declare_the_services_their_tests_need(suite: list[str]) -> None:
+    problems = service_problems(workflow_of(), suite)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_service_check_catches_a_missing_service(suite: list[str]) -> None:
+    workflow = workflow_of()
+    for spec in workflow["jobs"].values():
+        spec.get("services", {}).pop("postgres", None)
+    problems = service_problems(workflow, suite)
+    assert any("update" in p and "postgres:17" in p for p in problems)
+    assert any("render:cpu_bound-durable-rabbitmq" in p for p in problems)
+
+
+def test_combination_list() -> None:
+    ids = [entry.id for entry in ENTRIES]
+    assert len(ids) == len(set(ids))
+    background = [("ephemeral", None), ("durable", "redis"), ("durable", "rabbitmq")]
+    every = {(w, d, b) for w in WORKLOADS for d, b in background}
+    defaults = [entry for entry in ENTRIES if entry.shed_load and entry.examples]
+    assert every <= {entry[:3] for entry in defaults}
+    assert "mixed-ephemeral-no-shedding" in ids
+    no_examples = [entry.workload for entry in ENTRIES if not entry.examples]
+    assert sorted(no_examples) == sorted(WORKLOADS)
+    assert set(EVERY_PYTHON) <= set(ids)
+    assert sorted(i.split("-")[0] for i in EVERY_PYTHON) == sorted(WORKLOADS)
+
+
+def test_answers_name_only_what_differs_from_the_defaults() -> None:
+    plain = Combination("mixed", "ephemeral", None)
+    assert plain.answers == {"workload": "mixed", "task_durability": "ephemeral"}
+    odd = Combination("cpu_bound", "durable", "redis", False, False, "3.13")
+    assert odd.answers == {
+        "workload": "cpu_bound",
+        "task_durability": "durable",
+        "broker": "redis",
+        "shed_load": "false",
+        "examples": "false",
+        "python_version": "3.13",
+    }
+    assert odd.id == "cpu_bound-durable-redis-no-shedding-no-examples"
+
+
+def test_loopsafe_python_reaches_the_answers() -> None:
+    code = "from combinations import COMBINATIONS as C; print(C[0].answers)"
+    env = {**os.environ, "LOOPSAFE_PYTHON": "3.12"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO / "tests",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "'python_version': '3.12'" in out
