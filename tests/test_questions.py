@@ -1,18 +1,27 @@
 """Copier's questions: invalid answers are refused before anything is written."""
 
+import ast
+import json
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import render
+from helpers import render, uv
 
 BLOCKING = {"workload": "blocking_io"}
 DURABLE = {"task_durability": "durable"}
 
 INVALID = [
     ({"project_name": ""}, "project_name"),
-    ({"project_name": "9 lives"}, "project_name"),
-    ({"project_name": "a/b"}, "project_name"),
+    ({"project_name": "   "}, "project_name"),
+    ({"project_name": "9 lives"}, "must start with a letter"),
+    ({"project_name": "日本"}, "must start with a letter"),
+    ({"project_name": "x" * 61}, "keep it to 60"),
+    ({"project_name": "two\nlines"}, "one line"),
+    ({"description": "tab\tseparated"}, "one line"),
+    ({"author_name": "Ann\nBell"}, "one line"),
+    ({"author_email": 'an"n@example.com'}, "author_email"),
     ({"package_name": "9lives"}, "not a valid"),
     ({"package_name": "My-Pkg"}, "not a valid"),
     ({"package_name": ""}, "not a valid"),
@@ -86,7 +95,7 @@ def test_thread_pool_defaults_to_littles_law(
     }
     project = render(tmp_path / "p", answers)
     assert answers_of(project)["thread_pool_size"] == expected
-    settings = (project / "src" / "my_service" / "settings.py").read_text()
+    settings = (project / "src" / "my_service" / "runtime" / "settings.py").read_text()
     assert f"thread_pool_size: int = Field({expected}, ge=1)" in settings
 
 
@@ -107,3 +116,42 @@ def test_message_warns_past_two_thousand_threads(
     message = capfd.readouterr().err
     assert "2500 threads" in message
     assert "run more worker processes" in message
+
+
+# Free text that has broken renders: quotes, backslashes, non-ASCII, Jinja's own
+# delimiters, TOML's and Markdown's specials.
+AWKWARD = {
+    "project_name": 'Ünïcode "Quoted" {{ name }} \\ API',
+    "description": 'Says "hi" \\o/ {{ not jinja }} {% raw %} `code` *bold* # é 漢字 🚀 """',
+    "author_name": 'O\'Brien "The \\ Dev" {{x}}',
+}
+
+
+def test_awkward_free_text_renders_a_working_project(tmp_path: Path) -> None:
+    """Every free-text answer lands escaped: the project installs, lints and its
+    tests pass (examples off, the smallest project: what is tested is the text)."""
+    answers = {**AWKWARD, "package_name": "awkward", "examples": "false"}
+    project = render(tmp_path / "p", answers)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    # Letters outside a-z drop out of the distribution name (PEP 508 allows no more).
+    assert pyproject["project"]["name"] == "n-code-quoted-name-api"
+    assert pyproject["project"]["description"] == AWKWARD["description"]
+    assert pyproject["project"]["authors"][0]["name"] == AWKWARD["author_name"]
+    readme = (project / "README.md").read_text()
+    assert readme.startswith(f"# {AWKWARD['project_name']}\n\n{AWKWARD['description']}\n")
+    docstring = ast.get_docstring(
+        ast.parse((project / "src" / "awkward" / "__init__.py").read_text())
+    )
+    assert " ".join(docstring.split()) == AWKWARD["description"]
+    assert answers_of(project)["description"] == AWKWARD["description"]
+    uv("sync", "--quiet", cwd=project)
+    uv("run", "ruff", "check", ".", cwd=project)
+    uv("run", "ruff", "format", "--check", ".", cwd=project)
+    # The description reaches the OpenAPI document through the package metadata.
+    uv("run", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_routes.py", cwd=project)
+    openapi = uv(
+        "run", "python", "-c",
+        "import json; from awkward.main import app; print(json.dumps(app.openapi()['info']))",
+        cwd=project,
+    )
+    assert json.loads(openapi)["description"] == AWKWARD["description"]

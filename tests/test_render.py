@@ -22,7 +22,14 @@ def rendered_files(project: Path) -> list[Path]:
 
 @pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda c: c.id)
 def test_combination(combination: Combination, tmp_path: Path) -> None:
-    check_rendered(render(tmp_path / "service", combination.answers))
+    project = render(tmp_path / "service", combination.answers)
+    package = project / "src" / "my_service"
+    shedding_test = project / "tests" / "runtime" / "test_shedding.py"
+    assert shedding_test.exists() == combination.shed_load
+    assert (package / "examples").exists() == combination.examples
+    assert (project / "tests" / "examples").exists() == combination.examples
+    assert (package / "tasks.py").exists() == combination.durable
+    check_rendered(project)
 
 
 def check_rendered(project: Path) -> None:

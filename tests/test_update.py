@@ -111,10 +111,8 @@ def package_of(project: Path) -> str:
     return answers["package_name"]
 
 
+USER_IMPORT = "from {package}.pricing import price_of\n"
 USER_ENDPOINT = """
-
-from {package}.pricing import price_of
-
 
 @router.get("/orders/{{order_id}}")
 async def read_order(order_id: int) -> dict[str, int]:
@@ -145,8 +143,12 @@ def make_user_edits(project: Path, add_dependency: bool = True) -> None:
     a dependency (`uv add`), a section of the README, a setting in `.env`."""
     package = package_of(project)
     source = project / "src" / package
-    with (source / "routes.py").open("a") as routes:
-        routes.write(USER_ENDPOINT.format(package=package))
+    routes = source / "routes.py"
+    text = routes.read_text().replace(
+        "from fastapi import APIRouter\n",
+        "from fastapi import APIRouter\n\n" + USER_IMPORT.format(package=package),
+    )
+    routes.write_text(text + USER_ENDPOINT.format(package=package))
     (source / "pricing.py").write_text(USER_MODULE)
     (project / "tests" / "test_orders.py").write_text(USER_TEST)
     with (project / "README.md").open("a") as readme:
@@ -160,7 +162,9 @@ def make_user_edits(project: Path, add_dependency: bool = True) -> None:
 def assert_user_edits_intact(project: Path, dependency: bool = True) -> None:
     package = package_of(project)
     source = project / "src" / package
-    assert USER_ENDPOINT.format(package=package) in (source / "routes.py").read_text()
+    routes = (source / "routes.py").read_text()
+    assert USER_IMPORT.format(package=package) in routes
+    assert routes.endswith(USER_ENDPOINT.format(package=package))
     assert (source / "pricing.py").read_text() == USER_MODULE
     assert (project / "tests" / "test_orders.py").read_text() == USER_TEST
     assert (project / "README.md").read_text().endswith(USER_README)
