@@ -24,8 +24,8 @@ def rendered_files(project: Path) -> list[Path]:
 def test_combination(combination: Combination, tmp_path: Path) -> None:
     project = render(tmp_path / "service", combination.answers)
     package = project / "src" / "my_service"
-    shedding_test = project / "tests" / "runtime" / "test_shedding.py"
-    assert shedding_test.exists() == combination.shed_load
+    settings = (package / "runtime" / "settings.py").read_text()
+    assert f"shed_load: bool = {combination.shed_load}" in settings
     assert (package / "examples").exists() == combination.examples
     assert (project / "tests" / "examples").exists() == combination.examples
     assert (package / "tasks.py").exists() == combination.durable
