@@ -10,8 +10,9 @@
 The shards split the suite so that every test is in exactly one of them
 (tests/test_workflows.py checks it):
 
-    questions        lint the template's own code; tests/test_questions.py and
-                     tests/test_workflows.py (no service needed)
+    questions        lint the template's own code; tests/test_questions.py,
+                     tests/test_workflows.py and tests/test_container.py (no
+                     service needed)
     render:<id>      tests/test_render.py::test_combination[<id>], one per entry of
                      tests/combinations.py; durable ones need the services
     update           tests/test_update.py (needs the services)
@@ -61,7 +62,11 @@ def shards() -> list[Shard]:
     return [
         Shard(
             "questions",
-            ("tests/test_questions.py", "tests/test_workflows.py"),
+            (
+                "tests/test_questions.py",
+                "tests/test_workflows.py",
+                "tests/test_container.py",
+            ),
             lint=True,
         ),
         *(

@@ -1,0 +1,110 @@
+"""Every combination's Dockerfile passes hadolint, and its compose.yaml is valid
+Compose that runs what the answers chose, stops gracefully and can scale.
+
+No Docker daemon is needed: hadolint reads the Dockerfile, and Docker Compose's
+own `config` validates compose.yaml offline and prints the model it would run.
+The generated tests/runtime/test_container.py runs the image's commands themselves.
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from combinations import COMBINATIONS, Combination
+from helpers import render, run
+
+# Both come as wheels in the dev group, next to this interpreter.
+BIN = Path(sys.executable).parent
+HADOLINT = shutil.which("hadolint", path=BIN) or "hadolint"
+COMPOSE = shutil.which("docker-compose", path=BIN) or "docker-compose"
+
+# Settings naming files; each must live on the data volume in a container.
+FILE_SETTINGS = re.compile(r"^    (\w+_path|result_backend): str", re.MULTILINE)
+
+
+def seconds(duration: str) -> float:
+    """A Go duration as Compose prints it: `40s`, `1m10s`."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"([\d.]+)(ms|h|m|s)", duration)
+    assert parts, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def compose_model(project: Path) -> dict:
+    """Compose's normalized model; `config` refuses an invalid file. A bare
+    environment, so no WORKERS or API_PORT of this shell leaks in."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(project)}
+    printed = run(COMPOSE, "config", "--format", "json", cwd=project, env=env)
+    return json.loads(printed)
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda c: c.id)
+def test_container_files(combination: Combination, tmp_path: Path) -> None:
+    project = render(tmp_path / "service", combination.answers)
+    package = "my_service"
+
+    # hadolint fails on any finding, warnings and style included.
+    run(HADOLINT, "Dockerfile", cwd=project)
+    dockerfile = (project / "Dockerfile").read_text()
+    assert "ARG PYTHON_VERSION=3.11\n" in dockerfile
+    assert f'CMD ["python", "-m", "{package}"]' in dockerfile
+    assert "STOPSIGNAL SIGTERM" in dockerfile
+    for ignored in re.findall(r".*hadolint ignore.*", dockerfile):
+        assert re.search(r"ignore=DL\d+\s+\S", ignored), f"no reason: {ignored}"
+
+    services = compose_model(project)["services"]
+    # `config` folds env_file into environment; the file as written keeps it.
+    written = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    durable = combination.task_durability == "durable"
+    broker = combination.broker
+    assert set(services) == ({"api", "worker", broker} if durable else {"api"})
+
+    for name, service in services.items():
+        assert service["healthcheck"]["test"], name
+        for dependency in service.get("depends_on", {}).values():
+            assert dependency["condition"] == "service_healthy", name
+    assert "/ready" in " ".join(services["api"]["healthcheck"]["test"])
+
+    ours = ["api", "worker"] if durable else ["api"]
+    settings = (project / "src" / package / "runtime" / "settings.py").read_text()
+    file_settings = [name.upper() for name in FILE_SETTINGS.findall(settings)]
+    # Ephemeral work without the examples keeps no file at all.
+    assert file_settings or not (durable or combination.examples)
+    for name in ours:
+        service = services[name]
+        assert service["build"]["context"] == str(project)
+        assert seconds(service["stop_grace_period"]) > 30  # GRACEFUL_SHUTDOWN_S
+        assert written[name]["env_file"] == [{"path": ".env", "required": False}]
+        environment = service["environment"]
+        assert environment["HOST"] == "0.0.0.0"
+        for setting in file_settings:
+            assert "/data/" in environment[setting], (name, setting)
+        volume = [v for v in service["volumes"] if v["target"] == "/data"]
+        assert volume and volume[0]["type"] == "volume", name
+        if durable:
+            # The broker service's name is its host on compose's network.
+            assert re.match(rf"\w+://([^@/]*@)?{broker}:", environment["BROKER_URL"])
+            assert set(service["depends_on"]) == {broker}
+
+    if durable:
+        worker = services["worker"]
+        assert worker["command"][:4] == ["celery", "-A", f"{package}.worker", "worker"]
+        assert "container_name" not in worker and "ports" not in worker  # --scale
+        assert worker["image"] == services["api"]["image"]
+        assert "/health" not in " ".join(worker["healthcheck"]["test"])
+        if broker == "redis":
+            assert services["redis"]["command"][-2:] == ["--appendonly", "yes"]
+        else:
+            assert services["rabbitmq"]["image"].startswith("rabbitmq:")
+
+
+def test_python_version_answer_is_the_image_default(tmp_path: Path) -> None:
+    answers = {"workload": "async_io", "python_version": "3.13"}
+    project = render(tmp_path / "service", answers)
+    assert "ARG PYTHON_VERSION=3.13\n" in (project / "Dockerfile").read_text()
+    assert "FROM python:${PYTHON_VERSION}-slim" in (project / "Dockerfile").read_text()
