@@ -65,10 +65,10 @@ import time
 
 from celery import Celery
 
-from {PACKAGE} import effects
-from {PACKAGE}.settings import Settings
+from {PACKAGE}.examples import effects
+from {PACKAGE}.settings import get_settings
 
-settings = Settings()
+settings = get_settings()
 app = Celery("defaults", broker=settings.broker_url, backend=settings.result_backend)
 app.conf.task_default_queue = settings.task_queue
 
@@ -94,6 +94,7 @@ def render(broker: str, into: Path) -> Path:
             "workload": "blocking_io",
             "task_durability": "durable",
             "broker": broker,
+            "examples": True,  # the example job and its effects are measured
         },
         defaults=True,
         vcs_ref="HEAD",
@@ -131,7 +132,7 @@ def scenario(mode: str, jobs: int) -> dict[str, object]:
     }
     os.environ.update(env)
     sys.path.insert(0, os.getcwd())  # celery_defaults.py, beside the project
-    from bench_service import effects  # the rendered package
+    from bench_service.examples import effects  # the rendered package
     from celery import Celery
 
     if mode == "loopsafe preset":

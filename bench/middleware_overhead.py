@@ -15,7 +15,8 @@ Renders the template (async_io, ephemeral, load shedding on), then measures:
    Goal: service / bare >= 0.97.
 2. Per-request cost in-process, without sockets or other processes: the ASGI
    apps called directly, fastest of many interleaved batches (the least noisy
-   figure on a shared machine): bare, + RecordMetrics, + ShedLoad, the service.
+   figure on a shared machine): bare, + ObserveRequests (metrics and the
+   load-shedding check, one layer), the service.
 3. Idle CPU: the service's CPU use while no request arrives (the monitor wakes
    every LAG_SAMPLE_INTERVAL_MS, the watchdog about every LAG_THRESHOLD_MS),
    against the bare app's, and against a loop that only sleeps as often.
@@ -61,7 +62,8 @@ import time
 from fastapi import FastAPI
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from {PACKAGE}.main import app as service, health
+from {PACKAGE}.main import app as service
+from {PACKAGE}.runtime.app import health
 
 bare = FastAPI()
 bare.add_api_route("/health", health)
@@ -93,7 +95,7 @@ class Stamp(logging.Handler):
         print(f"WARNED {{record.created}}", file=sys.stderr, flush=True)
 
 
-logging.getLogger("{PACKAGE}.lag").addHandler(Stamp())
+logging.getLogger("{PACKAGE}.runtime.lag").addHandler(Stamp())
 '''
 
 # Run with the project's Python: per-request cost of each app, called directly.
@@ -108,15 +110,17 @@ os.environ["SHED_LAG_P99_MS"] = "1e9"  # the loop never yields here: no shedding
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from {PACKAGE}.main import app as service, health
-from {PACKAGE}.middleware import RecordMetrics, ShedLoad
+from {PACKAGE}.main import app as service
+from {PACKAGE}.runtime.app import health
+from {PACKAGE}.runtime.middleware import ObserveRequests
+from {PACKAGE}.runtime.pressure import Pressure
 
 
 def bare(*middleware):
     app = FastAPI()
     app.add_api_route("/health", health)
-    for cls in middleware:
-        app.add_middleware(cls)
+    for cls, options in middleware:
+        app.add_middleware(cls, **options)
     return app
 
 
@@ -147,8 +151,7 @@ async def main():
     async with LifespanManager(service) as running:
         apps = {{
             "bare FastAPI": bare(),
-            "+ RecordMetrics": bare(RecordMetrics),
-            "+ ShedLoad": bare(ShedLoad),
+            "+ ObserveRequests": bare((ObserveRequests, {{"pressure": Pressure()}})),
             "service": running.app,
         }}
         best = dict.fromkeys(apps, float("inf"))
@@ -341,7 +344,8 @@ def stall_detection(
     starts = [float(stamps[i + 1]) for i, w in enumerate(stamps) if w == "STALL"]
     warned = [float(stamps[i + 1]) for i, w in enumerate(stamps) if w == "WARNED"]
     if len(warned) != len(starts):
-        raise RuntimeError(f"{len(starts)} stalls, {len(warned)} warnings")
+        message = f"{len(starts)} stalls, {len(warned)} warnings:\n{log.read_text()}"
+        raise RuntimeError(message)
     warn_ms = [1000 * (w - s) for s, w in zip(starts, warned, strict=True)]
     return warn_ms, visible_ms
 

@@ -129,6 +129,7 @@ def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]
             "project_name": f"bench {name}",
             "workload": name,
             "task_durability": "ephemeral",
+            "examples": "true",  # the loads call the examples' routes
             **PROJECTS[name],
         }
         for name in PROJECTS
