@@ -1,6 +1,6 @@
 """loopsafe's benchmark suite: render services, load them, write the tables and plots.
 
-    uv run python bench/run.py               # everything, about 9 minutes on 2 cores
+    uv run python bench/run.py               # everything, about 12 minutes on 2 cores
     uv run python bench/run.py --smoke       # seconds per scenario: does it still run?
     uv run python bench/run.py --only s1,s3  # some scenarios
     uv run python bench/run.py --template ../other-checkout  # another template tree
@@ -34,15 +34,17 @@ From a clone of loopsafe, on a quiet machine (the figures are only as steady as
 the machine: nothing else should run meanwhile):
 
 ```sh
-uv run python bench/run.py            # every scenario, about 9 minutes
+uv run python bench/run.py            # every scenario, about 12 minutes
 uv run python bench/run.py --only s2  # one scenario; --smoke: seconds, as a check
 ```
 
 It renders each service from this checkout with Copier into a temporary
 directory, `uv sync`s it, starts it with uvicorn (one worker, 127.0.0.1, no
-access log), drives the load, and rewrites this page and its plots. wrk
-(`apt-get install wrk`) is used for scenario 4's maximum throughput when
-installed. The brokers (Redis, RabbitMQ on 127.0.0.1) are needed for scenario 6
+access log), drives the load, and rewrites this page and its plots. Scenario 4
+needs wrk and taskset (`apt-get install -y wrk`; taskset is in util-linux) for
+its maximum throughputs; `uv run python bench/user_route.py` reruns its
+user-route figures alone (GET /hello in routes.py against bare FastAPI, about 3
+minutes). The brokers (Redis, RabbitMQ on 127.0.0.1) are needed for scenario 6
 only.
 """
 
