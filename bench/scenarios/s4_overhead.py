@@ -95,8 +95,8 @@ def run(ctx: Context) -> Section:
                 )
             )
     # The figures after the throughput (already in the table): the summary's
-    # from "per-request cost" on, not the progress lines ("idle CPU ...").
-    summary = output[output.find("per-request cost") :].split("\nplot:")[0].strip()
+    # from "per-request cost in-process" on, not the progress lines.
+    summary = output[output.find("per-request cost in") :].split("\nplot:")[0].strip()
     if summary:
         section.notes.append(f"The script's other figures:\n\n```\n{summary}\n```")
     section.plots.append(plot)
