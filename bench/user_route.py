@@ -242,7 +242,8 @@ def serve(project: Project, app: str, log_path: Path) -> tuple[subprocess.Popen,
             time.sleep(0.1)
 
 
-def wrk(port: int, seconds: int) -> float:
+def wrk(port: int, seconds: int) -> tuple[float, int]:
+    """Requests per second, and requests answered, in `seconds` of wrk."""
     command = pinned(1) + ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
     command.append(f"http://127.0.0.1:{port}/hello")
     process = spawn(command, stdout=subprocess.PIPE, text=True)
@@ -252,16 +253,28 @@ def wrk(port: int, seconds: int) -> float:
         kill(process)
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if found is None:
-        raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
-    return float(found.group(1))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rps is None or count is None:
+        raise RuntimeError(f"no figures in wrk's output:\n{out}")
+    return float(rps.group(1)), int(count.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def throughput(
     project: Project, pairs: int, seconds: int, warmup: int, log_path: Path
 ) -> list[dict]:
-    """Service and bare app in turns, a fresh server each: one ratio per pair."""
+    """Service and bare app in turns, a fresh server each: one ratio per pair.
+
+    Also the server's CPU time per request: on a busy machine the server gets
+    less of its core and its throughput drops, but its CPU time per request
+    barely moves, so bare µs ÷ service µs is the steadier ratio of the two.
+    """
     apps = {"service": f"{project.package}.main:app", "bare": "bare_app:app"}
     results = []
     for pair in range(pairs):
@@ -271,14 +284,20 @@ def throughput(
             server, port = serve(project, apps[name], log_path)
             try:
                 wrk(port, warmup)
-                figures[name] = wrk(port, seconds)
+                cpu = cpu_seconds(server.pid)
+                figures[name], answered = wrk(port, seconds)
+                cpu = cpu_seconds(server.pid) - cpu
             finally:
                 kill(server)
+            figures[f"{name}_cpu_us"] = cpu / answered * 1e6
         figures["ratio"] = figures["service"] / figures["bare"]
+        figures["cpu_ratio"] = figures["bare_cpu_us"] / figures["service_cpu_us"]
         results.append(figures)
         log(
             f"pair {pair + 1}: bare {figures['bare']:.0f}  service "
-            f"{figures['service']:.0f} req/s  ratio {figures['ratio']:.3f}"
+            f"{figures['service']:.0f} req/s  ratio {figures['ratio']:.3f};"
+            f" CPU per request bare {figures['bare_cpu_us']:.1f}  service"
+            f" {figures['service_cpu_us']:.1f} µs  ratio {figures['cpu_ratio']:.3f}"
             f"  (load {figures['load']:.2f})"
         )
     return results
@@ -321,13 +340,17 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     axes[0].legend(loc="lower right")
 
     ratios = [p["ratio"] for p in pairs]
-    axes[1].plot(xs, ratios, "o-", color="#55a868", label="service ÷ bare")
+    axes[1].plot(xs, ratios, "o-", color="#55a868", label="req/s: service ÷ bare")
+    cpu = [p["cpu_ratio"] for p in pairs]
+    axes[1].plot(xs, cpu, "s--", color="#8172b3", label="CPU µs/req: bare ÷ service")
     axes[1].axhline(GOAL, color="grey", linestyle="--", label=f"goal {GOAL}")
     median = statistics.median(ratios)
     axes[1].axhline(
         median, color="#55a868", linestyle=":", label=f"median {median:.3f}"
     )
-    axes[1].set_ylim(min([*ratios, GOAL]) - 0.05, max([*ratios, 1.0]) + 0.05)
+    axes[1].set_ylim(
+        min([*ratios, *cpu, GOAL]) - 0.05, max([*ratios, *cpu, 1.0]) + 0.05
+    )
     axes[1].set_title("Throughput ratio per pair")
     axes[1].set_xlabel("pair")
     axes[1].legend(loc="lower right")
@@ -428,6 +451,17 @@ def main() -> int:
         f"  pairs: {' '.join(f'{r:.3f}' for r in ratios)}"
     )
     report.append(f"  goal ≥ {GOAL}: {'met' if median >= GOAL else 'MISSED'}")
+    for name in ("bare", "service"):
+        values = [pair[f"{name}_cpu_us"] for pair in pairs]
+        report.append(
+            f"  {name:<8} server CPU per request: median"
+            f" {statistics.median(values):.1f} µs [{min(values):.1f}–{max(values):.1f}]"
+        )
+    cpu_ratios = [pair["cpu_ratio"] for pair in pairs]
+    report.append(
+        f"  bare µs ÷ service µs: median {statistics.median(cpu_ratios):.3f}"
+        f" [{min(cpu_ratios):.3f}–{max(cpu_ratios):.3f}]"
+    )
     report.append(f"  load average before {before}, after {after}")
     report.append(
         f"per-request cost in-process (fastest of {args.rounds} batches of"
@@ -446,6 +480,7 @@ def main() -> int:
     result = {
         "pairs": pairs,
         "ratio_median": median,
+        "cpu_ratio_median": statistics.median(cpu_ratios),
         "load_before": before,
         "load_after": after,
         "in_process_us": layers,

@@ -147,6 +147,9 @@ def user_route(section: Section, output: str, plot: str) -> None:
     section.notes.append(
         f"`bench/{USER_SCRIPT}`: per-pair ratios "
         + ", ".join(f"{share:.3f}" for share in shares)
+        + "; server CPU time per request, bare ÷ service (steadier on a busy "
+        "machine): "
+        + ", ".join(f"{pair['cpu_ratio']:.3f}" for pair in pairs)
         + f"; load average {result['load_before']} before, {result['load_after']} "
         f"after. Per request in-process (GET /hello, fastest batch):\n\n```\n"
         f"{costs}\n```"
