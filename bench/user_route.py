@@ -271,9 +271,10 @@ def throughput(
 ) -> list[dict]:
     """Service and bare app in turns, a fresh server each: one ratio per pair.
 
-    Also the server's CPU time per request: on a busy machine the server gets
-    less of its core and its throughput drops, but its CPU time per request
-    barely moves, so bare µs ÷ service µs is the steadier ratio of the two.
+    Also the server's CPU time per request. While the server has its core to
+    itself it is saturated, and bare µs ÷ service µs equals the throughput
+    ratio; when other processes take turns on its core, its throughput drops
+    but its CPU time per request much less, and this ratio is the steadier.
     """
     apps = {"service": f"{project.package}.main:app", "bare": "bare_app:app"}
     results = []
@@ -327,7 +328,7 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
     xs = range(1, len(pairs) + 1)
     for name, color in (("bare", "#4c72b0"), ("service", "#dd8452")):
         axes[0].plot(xs, [p[name] for p in pairs], "o-", color=color, label=name)
@@ -353,7 +354,7 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     )
     axes[1].set_title("Throughput ratio per pair")
     axes[1].set_xlabel("pair")
-    axes[1].legend(loc="lower right")
+    axes[1].legend(loc="best", fontsize="small")
 
     names = list(layers)
     values = list(layers.values())
@@ -362,7 +363,9 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     base = layers["bare FastAPI"]
     labels = [f"{values[0]:.1f}"] + [f"+{value - base:.1f}" for value in values[1:]]
     axes[2].bar_label(bars, labels=labels)
-    axes[2].set_xticks(range(len(names)), [textwrap.fill(n, 12) for n in names])
+    axes[2].set_xticks(
+        range(len(names)), [textwrap.fill(n, 12, break_long_words=False) for n in names]
+    )
     axes[2].tick_params(axis="x", labelsize=8)
     axes[2].set_title("GET /hello in-process (fastest batch)")
     axes[2].set_ylabel("µs per request")
