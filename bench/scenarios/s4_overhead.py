@@ -147,8 +147,8 @@ def user_route(section: Section, output: str, plot: str) -> None:
     section.notes.append(
         f"`bench/{USER_SCRIPT}`: per-pair ratios "
         + ", ".join(f"{share:.3f}" for share in shares)
-        + "; server CPU time per request, bare ÷ service (steadier on a busy "
-        "machine): "
+        + "; server CPU time per request, bare ÷ service (the same while the "
+        "server has its core to itself, steadier when it does not): "
         + ", ".join(f"{pair['cpu_ratio']:.3f}" for pair in pairs)
         + f"; load average {result['load_before']} before, {result['load_after']} "
         f"after. Per request in-process (GET /hello, fastest batch):\n\n```\n"
