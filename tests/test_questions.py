@@ -122,7 +122,9 @@ def test_message_warns_past_two_thousand_threads(
 # delimiters, TOML's and Markdown's specials.
 AWKWARD = {
     "project_name": 'Ünïcode "Quoted" {{ name }} \\ API',
-    "description": 'Says "hi" \\o/ {{ not jinja }} {% raw %} `code` *bold* # é 漢字 🚀 """',
+    "description": (
+        'Says "hi" \\o/ {{ not jinja }} {% raw %} `code` *bold* # é 漢字 🚀 """'
+    ),
     "author_name": 'O\'Brien "The \\ Dev" {{x}}',
 }
 
@@ -138,7 +140,9 @@ def test_awkward_free_text_renders_a_working_project(tmp_path: Path) -> None:
     assert pyproject["project"]["description"] == AWKWARD["description"]
     assert pyproject["project"]["authors"][0]["name"] == AWKWARD["author_name"]
     readme = (project / "README.md").read_text()
-    assert readme.startswith(f"# {AWKWARD['project_name']}\n\n{AWKWARD['description']}\n")
+    assert readme.startswith(
+        f"# {AWKWARD['project_name']}\n\n{AWKWARD['description']}\n"
+    )
     docstring = ast.get_docstring(
         ast.parse((project / "src" / "awkward" / "__init__.py").read_text())
     )
@@ -148,10 +152,21 @@ def test_awkward_free_text_renders_a_working_project(tmp_path: Path) -> None:
     uv("run", "ruff", "check", ".", cwd=project)
     uv("run", "ruff", "format", "--check", ".", cwd=project)
     # The description reaches the OpenAPI document through the package metadata.
-    uv("run", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_routes.py", cwd=project)
+    uv(
+        "run",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_routes.py",
+        cwd=project,
+    )
     openapi = uv(
-        "run", "python", "-c",
-        "import json; from awkward.main import app; print(json.dumps(app.openapi()['info']))",
+        "run",
+        "python",
+        "-c",
+        "import json; from awkward.main import app;"
+        " print(json.dumps(app.openapi()['info']))",
         cwd=project,
     )
     assert json.loads(openapi)["description"] == AWKWARD["description"]

@@ -70,7 +70,9 @@ def copier(*args: str, cwd: Path) -> str:
 
 
 def data_args(answers: dict[str, str]) -> list[str]:
-    return [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
+    return [
+        arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")
+    ]
 
 
 def generate(
@@ -95,7 +97,11 @@ def generate(
 
 def update(project: Path, answers: dict[str, str] | None = None) -> dict[str, object]:
     copier(
-        "update", "--defaults", "--conflict", "inline", *data_args(answers or {}),
+        "update",
+        "--defaults",
+        "--conflict",
+        "inline",
+        *data_args(answers or {}),
         cwd=project,
     )
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
@@ -134,7 +140,9 @@ async def test_read_order(client: httpx.AsyncClient) -> None:
     assert response.json() == {"order_id": 7, "price": 700}
 """
 
-USER_README = "\n## Deploying\n\nOur own notes: deploy with the platform team's pipeline.\n"
+USER_README = (
+    "\n## Deploying\n\nOur own notes: deploy with the platform team's pipeline.\n"
+)
 USER_DEPENDENCY = "orjson"
 
 
@@ -250,7 +258,11 @@ ANSWER_CHANGES = [
         id="examples-off",
     ),
     pytest.param(
-        {"workload": "blocking_io", "task_durability": "ephemeral", "examples": "false"},
+        {
+            "workload": "blocking_io",
+            "task_durability": "ephemeral",
+            "examples": "false",
+        },
         {"examples": "true", "shed_load": "false"},
         True,
         id="examples-on-shedding-off",
@@ -316,7 +328,9 @@ def test_a_job_added_to_tasks_runs_on_a_real_worker_after_an_update(
         f"from celery import Task\n\nfrom {package}.worker import app\n",
     )
     tasks.write_text(text + USER_JOB)
-    (project / "tests" / "test_jobs.py").write_text(USER_JOB_TEST.format(package=package))
+    (project / "tests" / "test_jobs.py").write_text(
+        USER_JOB_TEST.format(package=package)
+    )
     commit_all(project, "A job of my own")
 
     update(project, {"examples": "false", "shed_load": "false"})
