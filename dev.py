@@ -39,6 +39,10 @@ REPO = Path(__file__).resolve().parent
 BOOTSTRAP = REPO / ".bootstrap"
 ENSURE_SERVICES = REPO / "scripts" / "ensure-services.sh"
 SERVICES = ("redis", "rabbitmq", "postgres")
+# The tests mostly wait (for servers, Celery workers, brokers, uv), so twice as
+# many pytest workers as cores keep the cores busy; tests/conftest.py starts
+# the longest first.
+PYTEST_WORKERS = 2 * (os.cpu_count() or 1)
 
 sys.path.insert(0, str(REPO / "tests"))
 from combinations import (  # noqa: E402  (stdlib only: safe before uv sync)
@@ -207,7 +211,8 @@ def test(args: list[str]) -> int:
     if any(shard.lint for shard in selected):
         sh(uv, "run", "ruff", "check", ".")
         sh(uv, "run", "ruff", "format", "--check", ".")
-    pytest = [uv, "run", "pytest", "-n", "auto", *pytest_options, *selection]
+    workers = ["-n", str(PYTEST_WORKERS)]
+    pytest = [uv, "run", "pytest", *workers, *pytest_options, *selection]
     return subprocess.run(pytest, cwd=REPO, check=False).returncode
 
 

@@ -1,0 +1,27 @@
+"""The suite's order: longest tests first.
+
+pytest-xdist hands tests to its workers in collection order, each taking the
+next when it is free: started first, the long tests (a durable combination's
+suite runs real workers and brokers for minutes) overlap each other and the
+many short ones, instead of one of them starting last and running alone.
+"""
+
+import pytest
+
+# Rough cost of one test by where it is, longest first (seconds on 2 cores).
+COST = {
+    "test_render.py": 100,  # a rendered project's whole suite
+    "test_update.py": 40,  # a copy, an update and the wiring tests
+    "test_bench.py": 40,  # the benchmarks' smoke run
+    "test_container.py": 10,
+}
+
+
+def expected_cost(item: pytest.Item) -> float:
+    cost = COST.get(item.path.name, 1)
+    # Durable combinations start Celery workers and kill them: twice as long.
+    return cost * 2 if "durable" in item.name else cost
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=expected_cost, reverse=True)  # stable: ties keep their order
