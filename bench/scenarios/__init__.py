@@ -2,11 +2,10 @@
 
 - TITLE: the heading of its section;
 - NEEDS: the rendered projects it uses (names from harness.PROJECTS);
-- run(ctx: harness.Context) -> report.Section, raising Skip when it cannot run
-  here (report.Skip: a template without the feature, a missing script).
+- run(ctx: harness.Context) -> report.Section; an exception fails the run.
 """
 
-from scenarios import (
+from . import (
     s0_generator,
     s1_loop,
     s2_pool,
