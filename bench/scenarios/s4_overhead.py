@@ -83,7 +83,7 @@ def run(ctx: Context) -> Section:
     section.notes.append(
         "Per request in-process (GET /health, fastest batch): "
         + ", ".join(
-            f"{name} {us:.1f} µs (+{us - base:.1f})" for name, us in per_request.items()
+            f"{name} {us:.1f} µs ({us - base:+.1f})" for name, us in per_request.items()
         )
         + ". Idle CPU, % of one core: "
         + ", ".join(f"{name} {value:.2f}" for name, value in idle.items())
@@ -143,7 +143,7 @@ def user_routes(ctx: Context, project, section: Section) -> None:
         + ", ".join(f"{pair['cpu_ratio']:.3f}" for pair in pairs)
         + ". Per request in-process (fastest batch): "
         + ", ".join(
-            f"{name} {us:.1f} µs (+{us - base:.1f})" for name, us in layers.items()
+            f"{name} {us:.1f} µs ({us - base:+.1f})" for name, us in layers.items()
         )
         + "."
     )
