@@ -24,7 +24,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from .harness import PROJECTS, Context
+from .harness import PROJECTS, Context, log
 from .report import Goal, Machine, Section, machine, markdown
 from .scenarios import SCENARIOS
 from .services import REPO, Project, kill_all, ticks_busy, ticks_ours
@@ -194,10 +194,6 @@ def write(sections: list[Section], about_run: dict, out: Path, full: bool) -> No
     (results / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
     log(f"wrote {out / 'benchmarks.md'}")
     print(markdown(sections, about_run, preamble=title))
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

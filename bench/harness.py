@@ -79,6 +79,11 @@ class Context:
         return server
 
 
+def log(message: str) -> None:
+    """A progress line on stderr, time-stamped."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 class BenchProcess:
     """bench/apps/<name>.py, a bare asyncio server, on the suite's interpreter."""
 

@@ -36,6 +36,11 @@ def spawn(command: list[str], **options) -> subprocess.Popen:
 
 def kill(process: subprocess.Popen, timeout: float = 3) -> None:
     """SIGTERM the process group; SIGKILL what is left of it after `timeout`."""
+    global _killed_ticks
+    # Reaping the leader adds its time, and that of the children it reaped, to
+    # ours; children left to init (pool workers outliving their server) are
+    # counted here instead.
+    used, reaped = _session_ticks({process.pid}), _own_ticks()
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout)
@@ -47,6 +52,7 @@ def kill(process: subprocess.Popen, timeout: float = 3) -> None:
         pass
     process.wait()
     _running.discard(process)
+    _killed_ticks += max(0, used - (_own_ticks() - reaped))
 
 
 @atexit.register
@@ -56,20 +62,35 @@ def kill_all() -> None:
 
 
 def ticks_ours() -> int:
-    """CPU time (clock ticks) used so far by this process, the children it has
-    reaped, and every process in the sessions it started (servers, their pool
-    workers, load generators): what the suite itself costs the machine."""
-    sessions = {process.pid for process in _running}
+    """CPU time (clock ticks) used so far by this process and the children it
+    has reaped, by every process in the sessions it started (servers, their pool
+    workers, load generators) and by those it has killed: what the suite itself
+    costs the machine."""
+    return _own_ticks() + _session_ticks({p.pid for p in _running}) + _killed_ticks
+
+
+_killed_ticks = 0  # what killed sessions had used and no reaping accounts for
+
+
+def _own_ticks() -> int:
+    """This process's CPU time, its reaped children's included."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+
+
+def _session_ticks(sessions: set[int]) -> int:
+    """CPU time of the processes in `sessions`, and of the children their
+    leaders have reaped."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        own = stat.parent.name == str(os.getpid())
-        if own or int(fields[3]) in sessions:  # fields[3]: the session id
-            # utime, stime; and for this process, its reaped children's too.
-            total += sum(int(value) for value in fields[11 : 15 if own else 13])
+        session = int(fields[3])
+        if session in sessions:
+            leader = stat.parent.name == str(session)
+            total += sum(int(value) for value in fields[11 : 15 if leader else 13])
     return total
 
 

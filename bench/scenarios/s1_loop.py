@@ -94,9 +94,9 @@ def heavy_load(variant: Variant) -> dict:
 
 def run(ctx: Context) -> Section:
     idle_s, warmup_s, loaded_s = (
-        ctx.seconds(2.5, 0.3),
+        ctx.seconds(2, 0.3),
         ctx.seconds(0.5, 0.2),
-        ctx.seconds(2.5, 0.5),
+        ctx.seconds(2, 0.5),
     )
     with BenchProcess("upstream") as upstream:
         url = f"http://127.0.0.1:{upstream.port}/slow"

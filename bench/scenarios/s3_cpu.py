@@ -36,9 +36,9 @@ def heavy_load(variant: Variant) -> dict:
 
 def run(ctx: Context) -> Section:
     idle_s, warmup_s, loaded_s = (
-        ctx.seconds(2.5, 0.5),
+        ctx.seconds(2, 0.5),
         ctx.seconds(0.5, 0.3),
-        ctx.seconds(2.5, 0.7),
+        ctx.seconds(2, 0.7),
     )
     cpu_def = ctx.bench_app("cpu_def")
     chosen = [

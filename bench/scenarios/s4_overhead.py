@@ -11,7 +11,7 @@ against the same route on bare FastAPI, in pairs (goal P4).
 
 from .. import middleware_overhead as overhead
 from .. import user_route
-from ..harness import Context
+from ..harness import Context, log
 from ..report import Goal, Section, fmt_spread, ms, rate, spread, times
 from ..services import have_wrk
 
@@ -35,10 +35,13 @@ def run(ctx: Context) -> Section:
     project = ctx.projects["async_io"]
     overhead.prepare(project)
     user_route.prepare(project)
-    seconds = ctx.seconds(3, 1)
-    measured = overhead.throughput(project, ctx.work, ctx.reps, seconds)
-    per_request = overhead.in_process(project, batches=int(ctx.seconds(300, 10)))
-    idle = overhead.idle_cpu(project, ctx.work, ctx.seconds(5, 0.5))
+    log("  GET /health throughput (wrk)")
+    measured = overhead.throughput(project, ctx.work, ctx.reps, ctx.seconds(2, 1))
+    log("  GET /health in-process")
+    per_request = overhead.in_process(project, batches=int(ctx.seconds(100, 10)))
+    log("  idle CPU")
+    idle = overhead.idle_cpu(project, ctx.work, ctx.seconds(3, 0.5))
+    log("  stall detection")
     warn_ms, visible_ms = overhead.stall_detection(project, ctx.work, stalls=1)
     plot = "bench-overhead.png"
     overhead.plot(ctx.out / plot, measured, per_request, idle, warn_ms)
@@ -98,17 +101,19 @@ def run(ctx: Context) -> Section:
 
 def user_routes(ctx: Context, project, section: Section) -> None:
     """bench/user_route.py's figures: rows, goal P4 for a user's route, a note."""
+    log("  GET /hello throughput (wrk), in pairs")
     pairs = user_route.throughput(
         project,
-        pairs=int(ctx.seconds(2 * ctx.reps, 1)),
-        seconds=ctx.seconds(4, 1),
-        warmup=ctx.seconds(2, 1),
+        pairs=int(ctx.seconds(ctx.reps + 1, 1)),
+        seconds=ctx.seconds(3, 1),
+        warmup=1,
         log_dir=ctx.work,
     )
+    log("  GET /hello in-process")
     layers = user_route.in_process(
         project,
         LAYERS,
-        rounds=int(ctx.seconds(40, 3)),
+        rounds=int(ctx.seconds(15, 3)),
         requests=int(ctx.seconds(1000, 200)),
     )
     plot = "bench-user-route.png"
