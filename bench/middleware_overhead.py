@@ -177,29 +177,41 @@ def serving(project: Project, target: str, log_dir: Path, **env: str) -> Server:
     app = f"bench_apps:{target}"
     server = Server(f"overhead-{target}", project.python, app, project.path, env)
     server.log_path = log_dir / f"overhead-{target}.log"
+    server.log_path.unlink(missing_ok=True)  # its stamps are this server's only
     server.core = 0
     return server
 
 
 def throughput(
-    project: Project, log_dir: Path, rounds: int, seconds: float
-) -> dict[str, list[float]]:
+    project: Project, log_dir: Path, rounds: int, seconds: float, idle_s: float
+) -> tuple[dict[str, list[float]], dict[str, float], list[float], list[float]]:
+    """Requests per second per variant and round; and, on the servers of the
+    first round, their idle CPU before the load (`idle_cpu`), and on the
+    service's last, after it, the stall detection (`stall_detection`)."""
     variants = {
         "service": "service",
         "bare FastAPI": "bare",
         "BaseHTTPMiddleware": "base_http",
     }
     rps: dict[str, list[float]] = {name: [] for name in variants}
+    idle: dict[str, float] = {}
     names = list(variants)
     for round_ in range(rounds):
         order = names[round_ % 3 :] + names[: round_ % 3]
         for name in order:
-            with serving(project, variants[name], log_dir) as server:
+            # A warning for every stall; no shedding, which would refuse the next.
+            env = STALL_ENV if name == "service" else {}
+            with serving(project, variants[name], log_dir, **env) as server:
+                if round_ == 0 and name in ("service", "bare FastAPI"):
+                    idle[name] = idle_cpu(server, idle_s)
                 wrk(server.port, "/health", 1, CONNECTIONS, core=1)  # warm up
                 rps[name].append(
                     wrk(server.port, "/health", seconds, CONNECTIONS, core=1)[0]
                 )
-    return rps
+                if round_ == rounds - 1 and name == "service":
+                    warn_ms, visible_ms = stall_detection(server)
+    idle["sleep(20 ms) loop"] = sleeper_cpu(project, idle_s)
+    return rps, idle, warn_ms, visible_ms
 
 
 def in_process(project: Project, batches: int) -> dict[str, float]:
@@ -216,19 +228,19 @@ def in_process(project: Project, batches: int) -> dict[str, float]:
     return json.loads(out.splitlines()[-1])
 
 
-def idle_cpu(project: Project, log_dir: Path, seconds: float) -> dict[str, float]:
-    """% of one core used while idle: service, bare app, a loop that only sleeps."""
-    idle = {}
-    for name, target in (("service", "service"), ("bare FastAPI", "bare")):
-        with serving(project, target, log_dir) as server:
-            time.sleep(1)  # past startup
-            before = server.cpu_seconds()
-            time.sleep(seconds)
-            idle[name] = 100 * (server.cpu_seconds() - before) / seconds
+def idle_cpu(server: Server, seconds: float) -> float:
+    """% of one core the server uses while no request arrives."""
+    time.sleep(1)  # past startup
+    before = server.cpu_seconds()
+    time.sleep(seconds)
+    return 100 * (server.cpu_seconds() - before) / seconds
+
+
+def sleeper_cpu(project: Project, seconds: float) -> float:
+    """% of one core a loop uses that only sleeps 20 ms at a time, as the monitor."""
     command = [str(project.python), "-c", SLEEPER, "0.02", str(seconds)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    idle["sleep(20 ms) loop"] = float(out)
-    return idle
+    return float(out)
 
 
 COUNT = re.compile(r"^event_loop_lag_seconds_count (\S+)$", re.MULTILINE)
@@ -247,37 +259,37 @@ def lag_past_100_ms(server: Server) -> float:
     return float(count.group(1)) - float(within.group(1))
 
 
-def stall_detection(
-    project: Project, log_dir: Path, stalls: int
-) -> tuple[list[float], list[float]]:
+STALL_ENV = {"LAG_WARNING_INTERVAL_S": "0", "SHED_LAG_P99_MS": "60000"}
+
+
+def stall_detection(server: Server, stalls: int = 1) -> tuple[list[float], list[float]]:
     """Per stall: ms from its start to the watchdog's warning, and ms from the
-    stalled response to /metrics counting it."""
+    stalled response to /metrics counting it. `server` serves the service with
+    STALL_ENV."""
     visible_ms = []
-    # A warning for every stall; no shedding, which would refuse the next stall.
-    env = {"LAG_WARNING_INTERVAL_S": "0", "SHED_LAG_P99_MS": "60000"}
-    server = serving(project, "service", log_dir, **env)
-    server.log_path.unlink(missing_ok=True)  # the stamps of this run only
-    with server:
-        for _ in range(stalls):
-            before = lag_past_100_ms(server)
-            stall = server.url(f"/bench/stall?ms={STALL_MS}")
-            with urllib.request.urlopen(stall, timeout=10):
-                pass
-            answered = time.perf_counter()
-            while lag_past_100_ms(server) <= before:
-                if time.perf_counter() - answered > 5:
-                    raise RuntimeError("the stall never showed in /metrics")
-                time.sleep(0.001)
-            visible_ms.append(1000 * (time.perf_counter() - answered))
-            time.sleep(0.3)
-    log = server.log_path
-    stamps = log.read_text().split()
+    for _ in range(stalls):
+        before = lag_past_100_ms(server)
+        stall = server.url(f"/bench/stall?ms={STALL_MS}")
+        with urllib.request.urlopen(stall, timeout=10):
+            pass
+        answered = time.perf_counter()
+        while lag_past_100_ms(server) <= before:
+            if time.perf_counter() - answered > 5:
+                raise RuntimeError("the stall never showed in /metrics")
+            time.sleep(0.001)
+        visible_ms.append(1000 * (time.perf_counter() - answered))
+        time.sleep(0.3)
+    text = server.log_path.read_text()
+    stamps = text.split()
     starts = [float(stamps[i + 1]) for i, w in enumerate(stamps) if w == "STALL"]
     warned = [float(stamps[i + 1]) for i, w in enumerate(stamps) if w == "WARNED"]
-    if len(warned) != len(starts):
-        message = f"{len(starts)} stalls, {len(warned)} warnings:\n{log.read_text()}"
-        raise RuntimeError(message)
-    warn_ms = [1000 * (w - s) for s, w in zip(starts, warned, strict=True)]
+    # Each stall's warning: the first one logged after it began.
+    warn_ms = []
+    for begun in starts[-stalls:]:
+        after = [moment for moment in warned if moment >= begun]
+        if not after:
+            raise RuntimeError(f"no warning for the stall at {begun}:\n{text}")
+        warn_ms.append(1000 * (after[0] - begun))
     return warn_ms, visible_ms
 
 

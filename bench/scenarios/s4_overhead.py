@@ -35,14 +35,12 @@ def run(ctx: Context) -> Section:
     project = ctx.projects["async_io"]
     overhead.prepare(project)
     user_route.prepare(project)
-    log("  GET /health throughput (wrk)")
-    measured = overhead.throughput(project, ctx.work, ctx.reps, ctx.seconds(2, 1))
+    log("  GET /health: throughput (wrk), idle CPU, stall detection")
+    measured, idle, warn_ms, visible_ms = overhead.throughput(
+        project, ctx.work, ctx.reps, ctx.seconds(2, 1), ctx.seconds(3, 0.5)
+    )
     log("  GET /health in-process")
     per_request = overhead.in_process(project, batches=int(ctx.seconds(100, 10)))
-    log("  idle CPU")
-    idle = overhead.idle_cpu(project, ctx.work, ctx.seconds(3, 0.5))
-    log("  stall detection")
-    warn_ms, visible_ms = overhead.stall_detection(project, ctx.work, stalls=1)
     plot = "bench-overhead.png"
     overhead.plot(ctx.out / plot, measured, per_request, idle, warn_ms)
 
