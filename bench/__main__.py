@@ -131,7 +131,11 @@ def keep_the_others(
 
 
 def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]:
-    needed = {name for key in chosen for name in SCENARIOS[key].NEEDS}
+    needed = set()
+    for key in chosen:
+        scenario = SCENARIOS[key]
+        smoke_needs = getattr(scenario, "SMOKE_NEEDS", scenario.NEEDS)
+        needed |= set(smoke_needs if ctx.smoke else scenario.NEEDS)
     wanted = {
         ctx.work / name: {
             "project_name": f"bench {name}",

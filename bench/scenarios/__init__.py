@@ -1,7 +1,8 @@
 """The scenarios, in report order. Each module has the same interface:
 
 - TITLE: the heading of its section;
-- NEEDS: the rendered projects it uses (names from harness.PROJECTS);
+- NEEDS: the rendered projects it uses (names from harness.PROJECTS), and
+  optionally SMOKE_NEEDS: those a smoke run uses, if fewer;
 - run(ctx: harness.Context) -> report.Section; an exception fails the run.
 """
 
