@@ -1,24 +1,16 @@
-#!/usr/bin/env python3
-# /// script
-# requires-python = ">=3.11"
-# dependencies = ["copier>=9.4", "matplotlib>=3.8"]
-# ///
 """Jobs lost when a Celery worker is SIGKILLed mid-run: Celery's defaults against
-loopsafe's durable preset, on Redis and on RabbitMQ.
+loopsafe's durable preset, on Redis and on RabbitMQ (scenario 6).
 
-    uv run bench/durability.py [--jobs 100] [--png bench/durability.png]
+`crash_runs` takes a rendered durable project (blocking_io workload, examples
+on). For each configuration, N jobs are enqueued, a worker with 8 threads
+starts, and once a third of the jobs are done its whole process group is
+SIGKILLed. A second worker starts, and the run ends when every job's effect is
+there or nothing has changed for longer than the preset's recovery bound.
 
-For each broker the template is rendered (blocking_io workload) and synced with
-uv. Then, for each configuration, N jobs of 0.5 s are enqueued, a worker with 8
-threads starts, and once a third of the jobs are done its whole process group
-is SIGKILLed. A second worker starts, and the run ends when every job's effect
-is there or nothing has changed for longer than the preset's recovery bound.
-
-Printed per broker and configuration: jobs lost (effect never happened), split
-into those that were running at the kill and those only reserved by the dead
-worker; reruns (jobs started again after the kill); and how long after the kill
-the interrupted jobs, then all jobs, were done. A PNG bar chart of the losses
-is written beside this script.
+Per configuration: jobs lost (effect never happened), split into those that
+were running at the kill and those only reserved by the dead worker; reruns
+(jobs started again after the kill); and how long after the kill the
+interrupted jobs, then all jobs, were done.
 
 "Celery's defaults" is an app with only the broker, backend and queue set: the
 message is acknowledged when a job starts, and each thread reserves 4 more.
@@ -26,10 +18,13 @@ The preset is the generated `worker.py`, untouched (short time limits by env).
 
 Needs Redis on 127.0.0.1:6379 (database 15 is used, so other users' workers,
 which sweep database 0 for jobs of dead workers, cannot touch these runs) and
-RabbitMQ on 127.0.0.1:5672 (guest/guest).
+RabbitMQ on 127.0.0.1:5672 (guest/guest). Each run is this file, run by the
+project's interpreter (`--scenario`): it imports the rendered package, and only
+the standard library besides.
 """
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -40,23 +35,35 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-PACKAGE = "bench_service"
+PACKAGE = "bench_service"  # replaced by the rendered project's package
 BROKERS = {
     "redis": "redis://127.0.0.1:6379/15",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
 }
 MODES = ("celery defaults", "loopsafe preset")
-# The preset's limits for this run (and what they imply on Redis): jobs are
-# redelivered VISIBILITY_TIMEOUT_S after a crash, plus one sweep.
-PRESET_ENV = {
-    "JOB_SOFT_TIME_LIMIT_S": "4",
-    "JOB_TIME_LIMIT_S": "5",
-    "JOB_RETRY_BACKOFF_MAX_S": "1",
-    "VISIBILITY_TIMEOUT_S": "10",
+# The preset's limits for a run (and what they imply on Redis: jobs are
+# redelivered VISIBILITY_TIMEOUT_S after a crash, plus one sweep), and how long
+# a run waits for a change before it ends: above that recovery bound.
+FULL = {
+    "env": {
+        "JOB_SOFT_TIME_LIMIT_S": "4",
+        "JOB_TIME_LIMIT_S": "5",
+        "JOB_RETRY_BACKOFF_MAX_S": "1",
+        "VISIBILITY_TIMEOUT_S": "10",
+    },
+    "settle_s": 14,  # counted from the second worker's start: 10 s + a 1 s sweep
+    "job_s": 0.5,
 }
-SETTLE_S = 20  # above the Redis recovery bound of this run: 10 s + a 1 s sweep
-JOB_S = 0.5
+SHORT = {  # smoke runs: the same steps, seconds long
+    "env": {
+        "JOB_SOFT_TIME_LIMIT_S": "1",
+        "JOB_TIME_LIMIT_S": "2",
+        "JOB_RETRY_BACKOFF_MAX_S": "1",
+        "VISIBILITY_TIMEOUT_S": "4",
+    },
+    "settle_s": 6,
+    "job_s": 0.2,
+}
 CONCURRENCY = 8
 
 DEFAULTS_APP = f'''"""Celery's defaults: acks on receipt, 4 jobs reserved per thread."""
@@ -81,30 +88,6 @@ def process_job(job_id, duration_s, fail_first=0):
 '''
 
 
-def render(broker: str, into: Path) -> Path:
-    """The template at this checkout (uncommitted changes included), synced."""
-    from copier import run_copy
-
-    project = into / broker
-    run_copy(
-        str(REPO),
-        str(project),
-        data={
-            "project_name": "bench service",
-            "workload": "blocking_io",
-            "task_durability": "durable",
-            "broker": broker,
-            "examples": True,  # the example job and its effects are measured
-        },
-        defaults=True,
-        vcs_ref="HEAD",
-        quiet=True,
-    )
-    (project / "celery_defaults.py").write_text(DEFAULTS_APP)
-    subprocess.run(["uv", "sync", "-q"], cwd=project, check=True)
-    return project
-
-
 def start_worker(app_module: str, log: Path, env: dict[str, str]) -> subprocess.Popen:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -119,7 +102,7 @@ def start_worker(app_module: str, log: Path, env: dict[str, str]) -> subprocess.
         )
 
 
-def scenario(mode: str, jobs: int) -> dict[str, object]:
+def scenario(mode: str, jobs: int, package: str, timing: dict) -> dict[str, object]:
     """One SIGKILL run, inside the rendered project's environment."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-durability-"))
     env = {
@@ -128,17 +111,16 @@ def scenario(mode: str, jobs: int) -> dict[str, object]:
         "JOBS_DATABASE_PATH": str(workdir / "jobs.sqlite3"),
         "RESULT_BACKEND": f"db+sqlite:///{workdir / 'results.sqlite3'}",
         "WORKER_CONCURRENCY": str(CONCURRENCY),
-        **PRESET_ENV,
+        **timing["env"],
     }
     os.environ.update(env)
     sys.path.insert(0, os.getcwd())  # celery_defaults.py, beside the project
-    from bench_service.examples import effects  # the rendered package
+    effects = importlib.import_module(f"{package}.examples.effects")
     from celery import Celery
 
     if mode == "loopsafe preset":
-        from bench_service.worker import app
-
-        app_module = f"{PACKAGE}.worker"
+        app_module = f"{package}.worker"
+        app = importlib.import_module(app_module).app
     else:
         import celery_defaults
 
@@ -150,7 +132,8 @@ def scenario(mode: str, jobs: int) -> dict[str, object]:
     ids = [str(uuid.uuid4()) for _ in range(jobs)]
     for job_id in ids:
         effects.register(db, job_id, None)
-        app.send_task(f"{PACKAGE}.process_job", (job_id, JOB_S, 0), task_id=job_id)
+        job = (job_id, timing["job_s"], 0)
+        app.send_task(f"{package}.process_job", job, task_id=job_id)
 
     first = start_worker(app_module, workdir / "worker-1.log", env)
     while len(effects.applied(db)) < jobs // 3:
@@ -164,9 +147,16 @@ def scenario(mode: str, jobs: int) -> dict[str, object]:
     interrupted = started_at_kill - done_at_kill
 
     second = start_worker(app_module, workdir / "worker-2.log", env)
-    last_change, seen = time.monotonic(), len(done_at_kill)
+    # The settling time runs from when the second worker is ready: starting
+    # it takes seconds more on a loaded machine.
+    ready_by = time.monotonic() + 60
+    while b" ready." not in (workdir / "worker-2.log").read_bytes():
+        if time.monotonic() > ready_by or second.poll() is not None:
+            raise RuntimeError(f"the second worker did not start, see {workdir}")
+        time.sleep(0.1)
+    last_change, seen = time.monotonic(), len(effects.applied(db))
     interrupted_done_at = None
-    while seen < jobs and time.monotonic() - last_change < SETTLE_S:
+    while seen < jobs and time.monotonic() - last_change < timing["settle_s"]:
         time.sleep(0.1)
         applied = effects.applied(db)
         if interrupted_done_at is None and interrupted <= applied:
@@ -200,7 +190,9 @@ def scenario(mode: str, jobs: int) -> dict[str, object]:
     }
 
 
-def plot(results: dict[str, dict[str, dict]], jobs: int, png: Path) -> None:
+def plot(
+    results: dict[str, dict[str, dict]], jobs: int, job_s: float, png: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,6 +202,8 @@ def plot(results: dict[str, dict[str, dict]], jobs: int, png: Path) -> None:
     width = 0.38
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for offset, mode, colour in ((-1, MODES[0], "#c0392b"), (1, MODES[1], "#27ae60")):
+        if mode not in results[brokers[0]]:
+            continue  # not run
         xs = [i + offset * width / 2 for i in range(len(brokers))]
         running = [results[b][mode]["lost_running"] for b in brokers]
         reserved = [results[b][mode]["lost_reserved"] for b in brokers]
@@ -227,50 +221,52 @@ def plot(results: dict[str, dict[str, dict]], jobs: int, png: Path) -> None:
         ax.bar_label(bars, labels=[str(total) for total in totals])
     ax.set_xticks(range(len(brokers)), brokers)
     ax.set_ylabel(f"jobs lost of {jobs}")
-    ax.set_title(f"SIGKILL mid-run: {CONCURRENCY} worker threads, {JOB_S} s jobs")
+    ax.set_title(f"SIGKILL mid-run: {CONCURRENCY} worker threads, {job_s} s jobs")
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def crash_runs(
+    python: Path,
+    project: Path,
+    package: str,
+    broker_url: str,
+    jobs: int,
+    timing: dict,
+    modes: tuple[str, ...] = MODES,
+) -> dict[str, dict]:
+    """Configurations (`modes`) on one rendered project: {mode: figures}."""
+    defaults = project / "celery_defaults.py"
+    defaults.write_text(DEFAULTS_APP.replace(PACKAGE, package))
+    results = {}
+    for mode in modes:
+        command = [str(python), __file__, "--scenario", mode, "--jobs", str(jobs)]
+        command += ["--package", package, "--timing", json.dumps(timing)]
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV")}
+        run = subprocess.run(
+            command,
+            cwd=project,
+            env=env | {"BROKER_URL": broker_url},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"{mode} run failed:\n{run.stdout}\n{run.stderr}")
+        results[mode] = json.loads(run.stdout.splitlines()[-1])
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=100)
-    parser.add_argument("--png", type=Path, default=REPO / "bench" / "durability.png")
-    parser.add_argument("--scenario", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", choices=MODES, required=True)
+    parser.add_argument("--jobs", type=int, required=True)
+    parser.add_argument("--package", required=True)
+    parser.add_argument("--timing", type=json.loads, required=True)
     args = parser.parse_args()
-    if args.scenario:
-        print(json.dumps(scenario(args.scenario, args.jobs)))
-        return
-
-    results: dict[str, dict[str, dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
-        for broker, url in BROKERS.items():
-            project = render(broker, Path(tmp))
-            for mode in MODES:
-                run = subprocess.run(
-                    [project / ".venv" / "bin" / "python", __file__]
-                    + ["--scenario", mode, "--jobs", str(args.jobs)],
-                    cwd=project,
-                    env={**os.environ, "BROKER_URL": url},
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                results.setdefault(broker, {})[mode] = json.loads(run.stdout)
-    header = ("broker", "configuration", "lost", "running", "reserved", "reruns")
-    print("{:<9} {:<16} {:>5} {:>8} {:>9} {:>7}".format(*header), end="")
-    print("  interrupted done / all done after kill")
-    for broker, modes in results.items():
-        for mode, r in modes.items():
-            row = (broker, mode, r["lost"], r["lost_running"], r["lost_reserved"])
-            print("{:<9} {:<16} {:>5} {:>8} {:>9}".format(*row), end="")
-            times = [r["interrupted_done_s_after_kill"], r["all_done_s_after_kill"]]
-            shown = " / ".join("never" if t is None else f"{t} s" for t in times)
-            print(f" {r['reruns']:>7}  {shown}")
-    print(json.dumps(results, indent=1))
-    plot(results, args.jobs, args.png)
-    print(f"chart: {args.png}")
+    print(json.dumps(scenario(args.scenario, args.jobs, args.package, args.timing)))
 
 
 if __name__ == "__main__":

@@ -1,20 +1,46 @@
 """What every scenario shares: the run's context, and /health probed under load."""
 
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services import Project, Server, finish_loadgen, start_loadgen
+from .report import fmt_spread, rate
+from .services import (
+    APPS,
+    Project,
+    Server,
+    finish_loadgen,
+    free_port,
+    have_wrk,
+    kill,
+    spawn,
+    start_loadgen,
+    tcp_ready,
+    wrk,
+)
 
-# The rendered services, by name. Every one is ephemeral (no broker needed); the
-# blocking_io one answers the sizing questions for scenario 1's load (50 calls
-# of 100 ms at once: 500 calls/s), so Little's law gives it 50 threads.
+# The rendered services, by name: the workload of that name, ephemeral, unless
+# the answers given say otherwise. The blocking_io one answers the sizing
+# questions for scenario 1's load (50 calls of 100 ms at once: 500 calls/s), so
+# Little's law gives it 50 threads.
 PROJECTS = {
     "blocking_io": {"peak_blocking_calls_per_s": "500", "blocking_call_ms": "100"},
     "async_io": {},
     "cpu_bound": {},
     "mixed": {},
+    # Scenario 6's: the example job and its effects on each broker.
+    "durable_redis": {
+        "workload": "blocking_io",
+        "task_durability": "durable",
+        "broker": "redis",
+    },
+    "durable_rabbitmq": {
+        "workload": "blocking_io",
+        "task_durability": "durable",
+        "broker": "rabbitmq",
+    },
 }
 
 PROBE = [["GET", "/health"]]
@@ -31,6 +57,9 @@ class Context:
     smoke: bool
     reps: int
     projects: dict[str, Project] = field(default_factory=dict)
+    # Scenario 0's figures, for the scenarios that read a throughput: the most
+    # each load generator can drive, {"wrk": [...], "python": [...]} per second.
+    ceilings: dict[str, list[float]] = field(default_factory=dict)
 
     def seconds(self, full: float, smoke: float) -> float:
         return smoke if self.smoke else full
@@ -48,6 +77,28 @@ class Context:
         server = Server.bench_app(self.projects["blocking_io"], module, self.work)
         server.env.update(env)
         return server
+
+
+def log(message: str) -> None:
+    """A progress line on stderr, time-stamped."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class BenchProcess:
+    """bench/apps/<name>.py, a bare asyncio server, on the suite's interpreter."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self) -> "BenchProcess":
+        self.port = free_port()
+        app = str(APPS / f"{self.name}.py")
+        self.process = spawn([sys.executable, app, str(self.port)])
+        tcp_ready(self.port, self.process)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        kill(self.process)
 
 
 def start_all(servers: list[Server]) -> None:
@@ -126,3 +177,45 @@ def under_load(
     # event loop's thread is CPU-bound, and latency grows with it.
     heavy_result["server_cpu"] = cpu / wall
     return probed, heavy_result
+
+
+def closed_loop_rate(
+    server: Server, path: str, connections: int, warmup: float, seconds: float
+) -> tuple[float, float, str]:
+    """Answers per second to GET `path` from `connections` clients at full speed,
+    the server process's CPU meanwhile (share of one core), and the client used:
+    wrk where installed (far above the Python generator's ceiling, scenario 0),
+    else bench/loadgen.py. Any answer but 200 fails the measurement."""
+    if have_wrk():
+        wrk(server.port, path, warmup, connections)
+        cpu, wall = server.cpu_seconds(), time.monotonic()
+        answered = wrk(server.port, path, seconds, connections)[0]
+        cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
+        return answered, cpu / wall, "wrk"
+    load = {
+        "port": server.port,
+        "requests": [["GET", path]],
+        "concurrency": connections,
+        "warmup_s": warmup,
+        "duration_s": seconds,
+    }
+    loading = start_loadgen(load)
+    time.sleep(warmup)
+    cpu = server.cpu_seconds()
+    time.sleep(seconds)
+    cpu = server.cpu_seconds() - cpu
+    result = finish_loadgen(loading, warmup + seconds + 20)
+    if result["errors"] or set(result["statuses"]) - {"200"}:
+        raise RuntimeError(f"{path}: {result['statuses']}, {result['errors']} errors")
+    return result["completed"] / result["window_s"], cpu / seconds, "Python"
+
+
+def ceilings(ctx: Context) -> str:
+    """Scenario 0's ceilings, to read a throughput against."""
+    if not ctx.ceilings:
+        return "not measured in this run (scenario 0)"
+    return ", ".join(
+        f"{name} {fmt_spread(values, rate)}"
+        for name, values in ctx.ceilings.items()
+        if values
+    )

@@ -1,54 +1,37 @@
-# /// script
-# requires-python = ">=3.11"
-# dependencies = ["httpx", "matplotlib", "prometheus-client"]
-# ///
 """What the lag monitor, the watchdog and the middleware cost a rendered service.
 
-Renders the template (async_io, ephemeral, load shedding on), then measures:
+Scenario 4 calls these on the rendered async_io service (load shedding on),
+after `prepare` wrote bench_apps.py beside it:
 
-1. Throughput: requests per second `wrk` gets from GET /health on the rendered
-   service, against a bare FastAPI app serving the very same handler, and, for
-   scale, that bare app behind a no-op BaseHTTPMiddleware. One uvicorn worker
-   each, same settings, server and wrk pinned to different cores. The variants
-   take turns within each round (order rotating), and the ratio reported is the
-   median of the per-round ratios, so a busy machine slows both sides alike.
-   Goal: service / bare >= 0.97.
-2. Per-request cost in-process, without sockets or other processes: the ASGI
-   apps called directly, fastest of many interleaved batches (the least noisy
-   figure on a shared machine): bare, + ObserveRequests (metrics and the
-   load-shedding check, one layer), the service.
-3. Idle CPU: the service's CPU use while no request arrives (the monitor wakes
-   every LAG_SAMPLE_INTERVAL_MS, the watchdog about every LAG_THRESHOLD_MS),
-   against the bare app's, and against a loop that only sleeps as often.
-4. Stall detection: a route added for the benchmark holds the event loop for
-   300 ms; how long after the stall began the watchdog's warning is logged, and
-   how long after the stalled response /metrics counts the stall.
-
-Usage (needs copier, uv and wrk on PATH; every process it starts is stopped):
-    uv run bench/middleware_overhead.py [--rounds 8] [--duration 4]
+1. `throughput`: requests per second wrk gets from GET /health on the service,
+   on a bare FastAPI app serving the very same handler, and, for scale, on that
+   bare app behind a no-op BaseHTTPMiddleware. One uvicorn worker each, same
+   settings, server and wrk pinned to different cores; the variants take turns
+   within each round (order rotating), so a busy machine slows all alike.
+2. `in_process`: per-request cost without sockets or other processes: the ASGI
+   apps called directly, fastest of many interleaved batches: bare,
+   + ObserveRequests (metrics and the load-shedding check, one layer), the service.
+3. `idle_cpu`: the service's CPU use while no request arrives (the monitor
+   wakes every LAG_SAMPLE_INTERVAL_MS, the watchdog about every
+   LAG_THRESHOLD_MS), against the bare app's, and a loop that only sleeps as often.
+4. `stall_detection`: a route added for the benchmark holds the event loop for
+   300 ms; how long after the stall began the watchdog's warning is logged,
+   and how long after the stalled response /metrics counts the stall.
 """
 
-import argparse
 import json
-import os
 import re
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import urllib.request
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
+from .services import Project, Server, pinned, project_env, wrk
 
-REPO = Path(__file__).resolve().parent.parent
-PACKAGE = "bench_service"
+CONNECTIONS = 32
+
+PACKAGE = "bench_service"  # replaced by the rendered project's package
 STALL_MS = 300
 THRESHOLD_MS = 100  # the rendered default of lag_threshold_ms
 
@@ -103,11 +86,11 @@ IN_PROCESS = f"""
 import asyncio
 import json
 import os
+import sys
 import time
 
 os.environ["SHED_LAG_P99_MS"] = "1e9"  # the loop never yields here: no shedding
 
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from {PACKAGE}.main import app as service
@@ -128,7 +111,7 @@ SCOPE = {{
     "type": "http", "asgi": {{"version": "3.0"}}, "http_version": "1.1",
     "method": "GET", "scheme": "http", "path": "/health", "raw_path": b"/health",
     "root_path": "", "query_string": b"", "headers": [(b"host", b"bench")],
-    "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {{}},
 }}
 
 
@@ -148,14 +131,14 @@ async def batch(app, requests=200):
 
 
 async def main():
-    async with LifespanManager(service) as running:
+    async with service.router.lifespan_context(service):
         apps = {{
             "bare FastAPI": bare(),
             "+ ObserveRequests": bare((ObserveRequests, {{"pressure": Pressure()}})),
-            "service": running.app,
+            "service": service,
         }}
         best = dict.fromkeys(apps, float("inf"))
-        for _ in range(300):
+        for _ in range(int(sys.argv[1])):
             for name, app in apps.items():
                 best[name] = min(best[name], await batch(app))
             await asyncio.sleep(0.001)  # the monitor samples in between
@@ -184,102 +167,60 @@ uvloop.run(main(float(sys.argv[1]), float(sys.argv[2])))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def prepare(project: Project) -> None:
+    """bench_apps.py beside the rendered service: the apps measured here."""
+    (project.path / "bench_apps.py").write_text(APPS.replace(PACKAGE, project.package))
 
 
-def pinned(core: int) -> list[str]:
-    """Pin to one core when there are two or more, so server and wrk don't mix."""
-    return ["taskset", "-c", str(core)] if (os.cpu_count() or 1) > 1 else []
-
-
-def render(workdir: Path) -> Path:
-    project = workdir / "service"
-    subprocess.run(
-        ["copier", "copy", "--quiet", "--defaults", "--vcs-ref", "HEAD"]
-        + ["--data", f"project_name={PACKAGE}", "--data", "workload=async_io"]
-        + ["--data", "task_durability=ephemeral", str(REPO), str(project)],
-        check=True,
-    )
-    subprocess.run(["uv", "sync", "--quiet"], cwd=project, check=True)
-    (project / "bench_apps.py").write_text(APPS)
-    return project
-
-
-@contextmanager
-def serving(
-    project: Path, target: str, log: Path, **env: str
-) -> Iterator[tuple[str, int]]:
-    """Run `uvicorn bench_apps:<target>` (one worker, no access log) until exit."""
-    port = free_port()
-    command = pinned(0) + [str(project / ".venv/bin/python"), "-m", "uvicorn"]
-    command += [f"bench_apps:{target}", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
-    with log.open("w") as stderr:
-        server = subprocess.Popen(
-            command, cwd=project, env={**os.environ, **env}, stderr=stderr
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/health").raise_for_status()
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    message = f"{target} did not start:\n{log.read_text()}"
-                    raise RuntimeError(message) from None
-                time.sleep(0.1)
-        yield url, server.pid
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def wrk(url: str, seconds: float) -> float:
-    command = pinned(1) + ["wrk", "-t1", "-c32", f"-d{seconds:g}s", f"{url}/health"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError(f"{errors.group(1)} failed responses:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+def serving(project: Project, target: str, log_dir: Path, **env: str) -> Server:
+    """`uvicorn bench_apps:<target>` on core 0 (one worker, no access log)."""
+    app = f"bench_apps:{target}"
+    server = Server(f"overhead-{target}", project.python, app, project.path, env)
+    server.log_path = log_dir / f"overhead-{target}.log"
+    server.log_path.unlink(missing_ok=True)  # its stamps are this server's only
+    server.core = 0
+    return server
 
 
 def throughput(
-    project: Path, log: Path, rounds: int, seconds: float
-) -> dict[str, list[float]]:
+    project: Project, log_dir: Path, rounds: int, seconds: float, idle_s: float
+) -> tuple[dict[str, list[float]], dict[str, float], list[float], list[float]]:
+    """Requests per second per variant and round; and, on the servers of the
+    first round, their idle CPU before the load (`idle_cpu`), and on the
+    service's last, after it, the stall detection (`stall_detection`)."""
     variants = {
         "service": "service",
         "bare FastAPI": "bare",
         "BaseHTTPMiddleware": "base_http",
     }
     rps: dict[str, list[float]] = {name: [] for name in variants}
+    idle: dict[str, float] = {}
     names = list(variants)
     for round_ in range(rounds):
         order = names[round_ % 3 :] + names[: round_ % 3]
         for name in order:
-            with serving(project, variants[name], log) as (url, _):
-                wrk(url, 1)  # warm up
-                rps[name].append(wrk(url, seconds))
-        figures = "  ".join(f"{n} {rps[n][-1]:.0f}" for n in names)
-        print(f"round {round_ + 1}: {figures} req/s", flush=True)
-    return rps
+            # A warning for every stall; no shedding, which would refuse the next.
+            env = STALL_ENV if name == "service" else {}
+            with serving(project, variants[name], log_dir, **env) as server:
+                if round_ == 0 and name in ("service", "bare FastAPI"):
+                    idle[name] = idle_cpu(server, idle_s)
+                wrk(server.port, "/health", 1, CONNECTIONS, core=1)  # warm up
+                rps[name].append(
+                    wrk(server.port, "/health", seconds, CONNECTIONS, core=1)[0]
+                )
+                if round_ == rounds - 1 and name == "service":
+                    warn_ms, visible_ms = stall_detection(server)
+    idle["sleep(20 ms) loop"] = sleeper_cpu(project, idle_s)
+    return rps, idle, warn_ms, visible_ms
 
 
-def in_process(project: Path) -> dict[str, float]:
-    script = project / "bench_in_process.py"
-    script.write_text(IN_PROCESS)
-    python = str(project / ".venv/bin/python")
+def in_process(project: Project, batches: int) -> dict[str, float]:
+    script = project.path / "bench_in_process.py"
+    script.write_text(IN_PROCESS.replace(PACKAGE, project.package))
     out = subprocess.run(
-        pinned(0) + [python, script.name],
-        cwd=project,
+        pinned(0) + [str(project.python), script.name, str(batches)],
+        cwd=project.path,
+        env=project_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -287,66 +228,68 @@ def in_process(project: Path) -> dict[str, float]:
     return json.loads(out.splitlines()[-1])
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def idle_cpu(server: Server, seconds: float) -> float:
+    """% of one core the server uses while no request arrives."""
+    time.sleep(1)  # past startup
+    before = server.cpu_seconds()
+    time.sleep(seconds)
+    return 100 * (server.cpu_seconds() - before) / seconds
 
 
-def idle_cpu(project: Path, log: Path, seconds: float) -> dict[str, float]:
-    """% of one core used while idle: service, bare app, a loop that only sleeps."""
-    idle = {}
-    for name, target in (("service", "service"), ("bare FastAPI", "bare")):
-        with serving(project, target, log) as (_, pid):
-            time.sleep(2)  # past startup
-            before = cpu_seconds(pid)
-            time.sleep(seconds)
-            idle[name] = 100 * (cpu_seconds(pid) - before) / seconds
-    python = str(project / ".venv/bin/python")
-    command = [python, "-c", SLEEPER, "0.02", str(seconds)]
+def sleeper_cpu(project: Project, seconds: float) -> float:
+    """% of one core a loop uses that only sleeps 20 ms at a time, as the monitor."""
+    command = [str(project.python), "-c", SLEEPER, "0.02", str(seconds)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    idle["sleep(20 ms) loop"] = float(out)
-    return idle
+    return float(out)
 
 
-def lag_past_100_ms(http: httpx.Client) -> float:
-    samples = {
-        (s.name, s.labels.get("le")): s.value
-        for family in text_string_to_metric_families(http.get("/metrics").text)
-        for s in family.samples
-    }
-    count = samples[("event_loop_lag_seconds_count", None)]
-    return count - samples[("event_loop_lag_seconds_bucket", "0.1")]
+COUNT = re.compile(r"^event_loop_lag_seconds_count (\S+)$", re.MULTILINE)
+PAST_100_MS = re.compile(
+    r'^event_loop_lag_seconds_bucket\{le="0\.1"\} (\S+)$', re.MULTILINE
+)
 
 
-def stall_detection(
-    project: Path, log: Path, stalls: int
-) -> tuple[list[float], list[float]]:
+def lag_past_100_ms(server: Server) -> float:
+    """Lag samples above 100 ms so far, from the service's /metrics."""
+    with urllib.request.urlopen(server.url("/metrics"), timeout=10) as answer:
+        text = answer.read().decode()
+    count, within = COUNT.search(text), PAST_100_MS.search(text)
+    if count is None or within is None:
+        raise RuntimeError(f"no event_loop_lag_seconds histogram in /metrics:\n{text}")
+    return float(count.group(1)) - float(within.group(1))
+
+
+STALL_ENV = {"LAG_WARNING_INTERVAL_S": "0", "SHED_LAG_P99_MS": "60000"}
+
+
+def stall_detection(server: Server, stalls: int = 1) -> tuple[list[float], list[float]]:
     """Per stall: ms from its start to the watchdog's warning, and ms from the
-    stalled response to /metrics counting it."""
+    stalled response to /metrics counting it. `server` serves the service with
+    STALL_ENV."""
     visible_ms = []
-    # A warning for every stall; no shedding, which would refuse the next stall.
-    env = {"LAG_WARNING_INTERVAL_S": "0", "SHED_LAG_P99_MS": "60000"}
-    with (
-        serving(project, "service", log, **env) as (url, _),
-        httpx.Client(base_url=url, timeout=10) as http,
-    ):
-        for _ in range(stalls):
-            before = lag_past_100_ms(http)
-            http.get("/bench/stall", params={"ms": STALL_MS}).raise_for_status()
-            answered = time.perf_counter()
-            while lag_past_100_ms(http) <= before:
-                if time.perf_counter() - answered > 5:
-                    raise RuntimeError("the stall never showed in /metrics")
-                time.sleep(0.001)
-            visible_ms.append(1000 * (time.perf_counter() - answered))
-            time.sleep(0.3)
-    stamps = log.read_text().split()
+    for _ in range(stalls):
+        before = lag_past_100_ms(server)
+        stall = server.url(f"/bench/stall?ms={STALL_MS}")
+        with urllib.request.urlopen(stall, timeout=10):
+            pass
+        answered = time.perf_counter()
+        while lag_past_100_ms(server) <= before:
+            if time.perf_counter() - answered > 5:
+                raise RuntimeError("the stall never showed in /metrics")
+            time.sleep(0.001)
+        visible_ms.append(1000 * (time.perf_counter() - answered))
+        time.sleep(0.3)
+    text = server.log_path.read_text()
+    stamps = text.split()
     starts = [float(stamps[i + 1]) for i, w in enumerate(stamps) if w == "STALL"]
     warned = [float(stamps[i + 1]) for i, w in enumerate(stamps) if w == "WARNED"]
-    if len(warned) != len(starts):
-        message = f"{len(starts)} stalls, {len(warned)} warnings:\n{log.read_text()}"
-        raise RuntimeError(message)
-    warn_ms = [1000 * (w - s) for s, w in zip(starts, warned, strict=True)]
+    # Each stall's warning: the first one logged after it began.
+    warn_ms = []
+    for begun in starts[-stalls:]:
+        after = [moment for moment in warned if moment >= begun]
+        if not after:
+            raise RuntimeError(f"no warning for the stall at {begun}:\n{text}")
+        warn_ms.append(1000 * (after[0] - begun))
     return warn_ms, visible_ms
 
 
@@ -398,71 +341,9 @@ def plot(
     axes[3].legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def paired(rps: dict[str, list[float]], name: str) -> list[float]:
     """Per-round ratios to the bare app, measured minutes apart at most."""
     return [a / b for a, b in zip(rps[name], rps["bare FastAPI"], strict=True)]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--duration", type=float, default=4, help="s per wrk run")
-    parser.add_argument("--idle", type=float, default=15, help="s of idle sampling")
-    parser.add_argument("--stalls", type=int, default=5)
-    parser.add_argument(
-        "--plot", type=Path, default=REPO / "bench/middleware_overhead.png"
-    )
-    args = parser.parse_args()
-    for tool in ("copier", "uv", "wrk"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} not found on PATH")
-
-    with tempfile.TemporaryDirectory(prefix="loopsafe-bench-") as tmp:
-        workdir = Path(tmp)
-        print("rendering and installing the service ...", flush=True)
-        project = render(workdir)
-        log = workdir / "server.log"
-        rps = throughput(project, log, args.rounds, args.duration)
-        print("in-process per-request cost ...", flush=True)
-        per_request = in_process(project)
-        print("idle CPU ...", flush=True)
-        idle = idle_cpu(project, log, args.idle)
-        print("stall detection ...", flush=True)
-        warn_ms, visible_ms = stall_detection(project, log, args.stalls)
-
-    bare = per_request["bare FastAPI"]
-    report = [
-        "",
-        f"throughput, GET /health ({args.rounds} rounds of {args.duration:g} s):",
-    ]
-    for name in rps:
-        ratios = paired(rps, name)
-        report.append(
-            f"  {name:<20} median {statistics.median(rps[name]):>7.0f} req/s"
-            f"  {statistics.median(ratios):.3f}x bare"
-            f" (rounds {min(ratios):.2f}..{max(ratios):.2f})"
-        )
-    report.append("  goal: service >= 0.97x bare")
-    report.append("per-request cost in-process (fastest of 300 batches):")
-    for name, us in per_request.items():
-        report.append(f"  {name:<20} {us:>6.1f} µs  (+{us - bare:.1f} µs)")
-    report.append(f"idle CPU over {args.idle:g} s, % of one core:")
-    for name, percent in idle.items():
-        report.append(f"  {name:<20} {percent:.2f}")
-    report += [
-        f"a {STALL_MS} ms stall, {args.stalls} times"
-        f" (LAG_THRESHOLD_MS {THRESHOLD_MS}):",
-        f"  warning logged {statistics.median(warn_ms):.0f} ms after the stall"
-        f" began (median; max {max(warn_ms):.0f})",
-        f"  in /metrics {statistics.median(visible_ms):.1f} ms after the stalled"
-        f" response (median; max {max(visible_ms):.1f})",
-    ]
-    print("\n".join(report))
-    plot(args.plot, rps, per_request, idle, warn_ms)
-    print(f"plot: {args.plot}")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from report import spread  # noqa: E402
+from .report import spread  # noqa: E402
 
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
 
@@ -114,7 +114,9 @@ def idle_and_loaded_p99(
         path,
         title,
         [
-            label.replace(": ", ":\n").replace("loopsafe ", "loopsafe\n")
+            label.replace(": ", ":\n")
+            .replace("loopsafe ", "loopsafe\n")
+            .replace(", workers", ",\nworkers")
             for label in labels
         ],
         {

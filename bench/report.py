@@ -30,10 +30,38 @@ class Section:
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None  # why the scenario did not run
     raw: dict = field(default_factory=dict)  # every measurement, for latest.json
+    machine: "Machine | None" = None  # how busy the machine was meanwhile
 
 
-class Skip(Exception):
-    """A scenario cannot run here; the message says why and what would fix it."""
+# Other processes using more than this many cores on average while a scenario
+# measured make its figures those of a busy machine: reported, not results.
+BUSY_CORES = 0.25
+
+
+@dataclass
+class Machine:
+    """How busy the machine was around a scenario, apart from the suite itself.
+
+    The load average alone cannot tell: the suite's own load (a process pool
+    keeping every core busy) raises it for minutes. So the suite counts the CPU
+    time of the machine, less its own processes', over the scenario.
+    """
+
+    load_before: float  # 1-minute load average
+    load_after: float
+    others_cores: float  # cores other processes used, on average
+
+    @property
+    def busy(self) -> bool:
+        return self.others_cores > BUSY_CORES
+
+    def describe(self) -> str:
+        state = "**busy machine: not a result**" if self.busy else "quiet"
+        return (
+            f"Machine meanwhile: load average {self.load_before:.2f} → "
+            f"{self.load_after:.2f}; other processes used "
+            f"{self.others_cores:.2f} cores on average ({state})."
+        )
 
 
 # --- statistics -----------------------------------------------------------------
@@ -127,7 +155,9 @@ def percent(value: float) -> str:
     return f"{value:.0%}"
 
 
-def verdict(passed: bool | None) -> str:
+def verdict(passed: bool | None, busy: bool = False) -> str:
+    if busy and passed is not None:
+        return "busy machine (" + ("pass" if passed else "miss") + ", not a result)"
     return {True: "pass", False: "**miss**", None: "not measured"}[passed]
 
 
@@ -161,6 +191,10 @@ def machine() -> dict[str, str]:
 # --- Markdown -------------------------------------------------------------------
 
 
+def busy(section: Section) -> bool:
+    return section.machine is not None and section.machine.busy
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -174,10 +208,19 @@ def markdown(
     preamble: str = "",
 ) -> str:
     parts = [preamble.strip()] if preamble else []
-    goals = [goal for section in sections for goal in section.goals]
-    if goals:
-        rows = [[g.name, g.target, g.measured, verdict(g.passed)] for g in goals]
+    rows = [
+        [g.name, g.target, g.measured, verdict(g.passed, busy(section))]
+        for section in sections
+        for g in section.goals
+    ]
+    if rows:
         parts.append("## Goals\n\n" + table(["Goal", "Target", "Measured", ""], rows))
+    if any(busy(section) for section in sections):
+        parts.append(
+            "**Some figures were taken on a busy machine** (other processes used "
+            f"more than {BUSY_CORES} cores meanwhile): they are marked so, and are "
+            "not results. Rerun on a quiet machine."
+        )
     for section in sections:
         text = [f"## {section.title}"]
         if section.about:
@@ -188,6 +231,8 @@ def markdown(
             text.append(table(section.header, section.rows))
         text += [f"![{section.title}]({plot_prefix}{plot})" for plot in section.plots]
         text += [f"- {note}" for note in section.notes]
+        if section.machine:
+            text.append(section.machine.describe())
         parts.append("\n\n".join(text))
     run_rows = [[key, value] for key, value in about_run.items()]
     parts.append("## The run\n\n" + table(["", ""], run_rows))

@@ -8,6 +8,7 @@ ends, and at exit as a last resort, so nothing outlives a run, even a failed one
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,11 @@ def spawn(command: list[str], **options) -> subprocess.Popen:
 
 def kill(process: subprocess.Popen, timeout: float = 3) -> None:
     """SIGTERM the process group; SIGKILL what is left of it after `timeout`."""
+    global _killed_ticks
+    # Reaping the leader adds its time, and that of the children it reaped, to
+    # ours; children left to init (pool workers outliving their server) are
+    # counted here instead.
+    used, reaped = _session_ticks({process.pid}), _own_ticks()
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout)
@@ -46,12 +52,55 @@ def kill(process: subprocess.Popen, timeout: float = 3) -> None:
         pass
     process.wait()
     _running.discard(process)
+    _killed_ticks += max(0, used - (_own_ticks() - reaped))
 
 
 @atexit.register
 def kill_all() -> None:
     for process in list(_running):
         kill(process, timeout=2)
+
+
+def ticks_ours() -> int:
+    """CPU time (clock ticks) used so far by this process and the children it
+    has reaped, by every process in the sessions it started (servers, their pool
+    workers, load generators) and by those it has killed: what the suite itself
+    costs the machine."""
+    return _own_ticks() + _session_ticks({p.pid for p in _running}) + _killed_ticks
+
+
+_killed_ticks = 0  # what killed sessions had used and no reaping accounts for
+
+
+def _own_ticks() -> int:
+    """This process's CPU time, its reaped children's included."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+
+
+def _session_ticks(sessions: set[int]) -> int:
+    """CPU time of the processes in `sessions`, and of the children their
+    leaders have reaped."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        session = int(fields[3])
+        if session in sessions:
+            leader = stat.parent.name == str(session)
+            total += sum(int(value) for value in fields[11 : 15 if leader else 13])
+    return total
+
+
+def ticks_busy() -> int:
+    """CPU time (clock ticks) the whole machine has spent busy so far, in any
+    process or stolen by the hypervisor (interrupt time left out: the suite's
+    own network traffic is counted there, not in its processes)."""
+    values = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = values
+    return user + nice + system + steal
 
 
 def project_env(**overrides: str) -> dict[str, str]:
@@ -65,12 +114,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def has_question(template: Path, name: str) -> bool:
-    """Whether the template asks `name` (a top-level key of its copier.yml)."""
-    text = (template / "copier.yml").read_text()
-    return any(line.startswith(f"{name}:") for line in text.splitlines())
 
 
 class Project:
@@ -143,6 +186,8 @@ class Server:
         self.log_path = (log_dir or cwd) / f"{name}.log"
         self.port = 0
         self.process: subprocess.Popen | None = None
+        self.core: int | None = None  # pin to this core (see `pinned`)
+        self.ready_path = "/health"  # answers 200 once the app has started
 
     @classmethod
     def of(cls, project: Project, name: str, log_dir: Path, **env: str) -> "Server":
@@ -165,7 +210,8 @@ class Server:
     def launch(self) -> None:
         """Start the process; `wait_ready` waits for it to answer."""
         self.port = free_port()
-        command = [str(self.python), "-m", "uvicorn", self.app]
+        command = pinned(self.core) if self.core is not None else []
+        command += [str(self.python), "-m", "uvicorn", self.app]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         command += ["--no-access-log", "--log-level", "warning"]
         if self.app_dir:
@@ -186,7 +232,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.log_path}")
             try:
-                with urllib.request.urlopen(self.url("/health"), timeout=5):
+                with urllib.request.urlopen(self.url(self.ready_path), timeout=5):
                     return
             except OSError:
                 time.sleep(0.1)
@@ -246,21 +292,41 @@ def finish_loadgen(process: subprocess.Popen, timeout: float) -> dict:
     return json.loads(out)
 
 
-def run_wrk(port: int, path: str, seconds: int, connections: int = 64) -> float | None:
-    """Requests per second wrk reaches (one thread), or None if wrk is not installed."""
-    if shutil.which("wrk") is None:
-        return None
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+def pinned(core: int) -> list[str]:
+    """`taskset` to one core, when there are two or more and taskset is here: a
+    server and the client measuring its throughput then never share a core."""
+    if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk(
+    port: int, path: str, seconds: float, connections: int = 64, core: int | None = None
+) -> tuple[float, int]:
+    """Requests per second wrk (one thread) reaches, and how many it had answered.
+
+    `core`: pin wrk to it (see `pinned`). Any non-2xx answer or socket error
+    fails the measurement: throughput is only worth reporting without them.
+    """
+    command = pinned(core) if core is not None else []
+    command += ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
     command.append(f"http://127.0.0.1:{port}{path}")
     process = spawn(command, stdout=subprocess.PIPE, text=True)
     try:
-        out, _ = process.communicate(timeout=seconds + 15)
+        out, _ = process.communicate(timeout=seconds + 30)
     finally:
         kill(process)
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
-    line = next(line for line in out.splitlines() if line.startswith("Requests/sec:"))
-    return float(line.split()[1])
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rps is None or count is None:
+        raise RuntimeError(f"no figures in wrk's output:\n{out}")
+    return float(rps.group(1)), int(count.group(1))
 
 
 def tcp_ready(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
@@ -275,51 +341,3 @@ def tcp_ready(port: int, process: subprocess.Popen, timeout: float = 10) -> None
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
-
-
-def run_script(path: Path, args: list[str], timeout: float) -> str:
-    """Run another benchmark script as it is and return what it printed.
-
-    A script with inline metadata (`# /// script`) runs in the environment uv
-    makes for it; any other on this interpreter. Either finds uv and copier on
-    PATH. It runs in its own process group, killed if it overruns `timeout`.
-    """
-    head = path.read_text().splitlines()[:3]  # a shebang may come first
-    if "# /// script" in head:
-        command = [UV, "run", "--quiet", "--script", str(path), *args]
-    else:
-        command = [sys.executable, str(path), *args]
-    env = project_env()
-    tools = [str(Path(UV).parent), str(Path(sys.executable).parent)]
-    env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "")])
-    process = spawn(
-        command,
-        cwd=path.parent.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{path.name} overran {timeout:.0f} s") from None
-    finally:
-        kill(process)
-    if process.returncode != 0:
-        raise RuntimeError(f"{path.name} exited {process.returncode}:\n{output}")
-    return output
-
-
-def find_script(template: Path, name: str) -> Path:
-    """bench/<name> in the template tree measured, else in this checkout's."""
-    measured = template / "bench" / name
-    return measured if measured.exists() else REPO / "bench" / name
-
-
-def check_options(path: Path, options: list[str]) -> None:
-    """Fail unless the script's --help runs and lists every one of `options`."""
-    usage = run_script(path, ["--help"], timeout=120)
-    missing = [option for option in options if option not in usage]
-    if missing:
-        raise RuntimeError(f"{path.name} no longer takes {', '.join(missing)}")

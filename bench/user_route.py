@@ -1,54 +1,37 @@
 """A route of the user's own on a rendered service, against bare FastAPI (issue 9).
 
-    uv run python bench/user_route.py [--pairs 6] [--duration 5] [--rounds 40]
-
-Renders the template (async_io, ephemeral, load shedding on, examples on: the
-realistic worst case; and the same with examples off), appends to the rendered
+Scenario 4 calls these on the rendered async_io service (load shedding and
+examples on: the realistic worst case) after `prepare` appended to its
 `routes.py` the route
 
     @router.get("/hello")
     async def hello() -> dict[str, str]:
         return {"hello": "world"}
 
-and writes a bare FastAPI app with that very route. Then:
+and wrote a bare FastAPI app with that very route beside it. Then:
 
-1. Throughput: requests per second wrk (one thread, 32 connections) gets from
-   GET /hello on the service and on the bare app. uvicorn with uvloop and
-   httptools, one worker, no access log, the same settings for both, pinned to
-   core 0, wrk pinned to core 1, a fresh server per measurement, warmed up
-   first. The two take turns in pairs (order alternating) and each pair gives
-   a ratio: service / bare. Goal (measured, not asserted): the median ratio is
-   at least 0.97.
-2. Per-request cost in-process, no sockets: each ASGI app called directly with
-   a minimal scope, receive and send, yielding to the loop after each request
-   (so the lag monitor runs as it would in a server), the fastest of many
-   interleaved batches, for each layer, each on top of the one before: bare
-   FastAPI (the route added to the app); the route in an APIRouter that the app
-   includes, as the service's routes.py has it; + ObserveRequests (metrics and
-   the load-shedding check); + the rendered app's lifespan running (lag
-   monitor, watchdog); the full rendered app with examples; the rendered app
-   without them (its own process, with its own bare reference).
-
-It prints every figure, the load average before and after, a plot, and at the
-end one line `RESULT {json}` for bench/scenarios/s4_overhead.py. Needs wrk
-(`apt-get install -y wrk`) and taskset; every process it starts is stopped.
+1. `throughput`: requests per second wrk (one thread, 32 connections) gets from
+   GET /hello on the service and on the bare app: uvicorn, one worker, no
+   access log, the same settings for both, pinned to core 0, wrk to core 1, a
+   fresh server per measurement, warmed up first. The two take turns in pairs
+   (order alternating); each pair gives a ratio, service / bare.
+2. `in_process`: per-request cost without sockets, each ASGI app called
+   directly with a minimal scope, yielding to the loop after each request (so
+   the lag monitor runs as in a server), the fastest of many interleaved
+   batches, each layer on top of the one before: bare FastAPI; the route in an
+   APIRouter the app includes; + ObserveRequests (metrics and the
+   load-shedding check); + the rendered app's lifespan (lag monitor,
+   watchdog); the full rendered app.
 """
 
-import argparse
 import json
 import os
-import re
-import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
-from services import REPO, Project, free_port, kill, project_env, spawn
+from .services import Project, Server, pinned, project_env, wrk
 
 GOAL = 0.97
 CONNECTIONS = 32
@@ -182,92 +165,23 @@ print(json.dumps(best))
 """
 
 
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def pinned(core: int) -> list[str]:
-    """Pin to one core when there are two or more, so server and wrk don't mix."""
-    return ["taskset", "-c", str(core)] if (os.cpu_count() or 1) > 1 else []
-
-
-def render(template: Path, work: Path) -> dict[str, Project]:
-    """The service with examples and without, the user's route added to each."""
-    answers = {
-        "project_name": "bench service",
-        "workload": "async_io",
-        "task_durability": "ephemeral",
-        "shed_load": True,
-    }
-    wanted = {
-        work / "examples": answers | {"examples": True},
-        work / "no-examples": answers | {"examples": False},
-    }
-    projects = Project.render_all(template, wanted)
-    for project in projects:
-        routes = project.path / "src" / project.package / "routes.py"
+def prepare(project: Project) -> None:
+    """The user's route appended to the service's routes.py, and the bare app."""
+    routes = project.path / "src" / project.package / "routes.py"
+    if USER_ROUTE not in routes.read_text():
         routes.write_text(routes.read_text() + USER_ROUTE)
-        (project.path / "bare_app.py").write_text(BARE_APP)
-    return {project.path.name: project for project in projects}
+    (project.path / "bare_app.py").write_text(BARE_APP)
 
 
-def serve(project: Project, app: str, log_path: Path) -> tuple[subprocess.Popen, int]:
-    """uvicorn on core 0, uvloop and httptools, one worker, no access log."""
-    port = free_port()
-    command = pinned(0) + [str(project.python), "-m", "uvicorn", app]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    command += ["--loop", "uvloop", "--http", "httptools"]
-    command += ["--no-access-log", "--log-level", "warning"]
-    with log_path.open("ab") as out:
-        server = spawn(
-            command,
-            cwd=project.path,
-            env=project_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=5):
-                return server, port
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                kill(server)
-                raise RuntimeError(f"{app} did not start; see {log_path}") from None
-            time.sleep(0.1)
-
-
-def wrk(port: int, seconds: int) -> tuple[float, int]:
-    """Requests per second, and requests answered, in `seconds` of wrk."""
-    command = pinned(1) + ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
-    command.append(f"http://127.0.0.1:{port}/hello")
-    process = spawn(command, stdout=subprocess.PIPE, text=True)
-    try:
-        out, _ = process.communicate(timeout=seconds + 15)
-    finally:
-        kill(process)
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    count = re.search(r"(\d+) requests in", out)
-    if rps is None or count is None:
-        raise RuntimeError(f"no figures in wrk's output:\n{out}")
-    return float(rps.group(1)), int(count.group(1))
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used (user + system), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def serving(project: Project, app: str, log_dir: Path) -> Server:
+    """uvicorn serving `app` from the project, pinned to core 0."""
+    server = Server("user-route", project.python, app, project.path, log_dir=log_dir)
+    server.core, server.ready_path = 0, "/hello"
+    return server
 
 
 def throughput(
-    project: Project, pairs: int, seconds: int, warmup: int, log_path: Path
+    project: Project, pairs: int, seconds: float, warmup: float, log_dir: Path
 ) -> list[dict]:
     """Service and bare app in turns, a fresh server each: one ratio per pair.
 
@@ -282,31 +196,25 @@ def throughput(
         order = ["bare", "service"] if pair % 2 == 0 else ["service", "bare"]
         figures = {"load": os.getloadavg()[0]}
         for name in order:
-            server, port = serve(project, apps[name], log_path)
-            try:
-                wrk(port, warmup)
-                cpu = cpu_seconds(server.pid)
-                figures[name], answered = wrk(port, seconds)
-                cpu = cpu_seconds(server.pid) - cpu
-            finally:
-                kill(server)
+            with serving(project, apps[name], log_dir) as server:
+                wrk(server.port, "/hello", warmup, CONNECTIONS, core=1)
+                cpu = server.cpu_seconds()
+                figures[name], answered = wrk(
+                    server.port, "/hello", seconds, CONNECTIONS, core=1
+                )
+                cpu = server.cpu_seconds() - cpu
             figures[f"{name}_cpu_us"] = cpu / answered * 1e6
         figures["ratio"] = figures["service"] / figures["bare"]
         figures["cpu_ratio"] = figures["bare_cpu_us"] / figures["service_cpu_us"]
         results.append(figures)
-        log(
-            f"pair {pair + 1}: bare {figures['bare']:.0f}  service "
-            f"{figures['service']:.0f} req/s  ratio {figures['ratio']:.3f};"
-            f" CPU per request bare {figures['bare_cpu_us']:.1f}  service"
-            f" {figures['service_cpu_us']:.1f} µs  ratio {figures['cpu_ratio']:.3f}"
-            f"  (load {figures['load']:.2f})"
-        )
     return results
 
 
-def in_process(project: Project, layers: list[str], rounds: int, requests: int):
+def in_process(
+    project: Project, layers: list[str], rounds: int, requests: int
+) -> dict[str, float]:
     script = project.path / "bench_in_process.py"
-    script.write_text(IN_PROCESS)
+    script.write_text(IN_PROCESS.replace("bench_service", project.package))
     command = pinned(0) + [str(project.python), script.name, ",".join(layers)]
     command += [str(rounds), str(requests)]
     out = subprocess.run(
@@ -371,128 +279,3 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     axes[2].set_ylabel("µs per request")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=6)
-    parser.add_argument("--duration", type=int, default=5, help="s per wrk run")
-    parser.add_argument("--warmup", type=int, default=2, help="s of wrk first")
-    parser.add_argument("--rounds", type=int, default=40, help="in-process batches")
-    parser.add_argument("--requests", type=int, default=1000, help="per batch")
-    parser.add_argument("--template", type=Path, default=REPO)
-    parser.add_argument("--plot", type=Path, default=REPO / "bench/user_route.png")
-    parser.add_argument(
-        "--work", type=Path, help="renders and logs (default: temporary)"
-    )
-    args = parser.parse_args()
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} not found on PATH (apt-get install -y {tool})")
-
-    with tempfile.TemporaryDirectory(prefix="loopsafe-bench-") as temporary:
-        work = args.work or Path(temporary)
-        work.mkdir(parents=True, exist_ok=True)
-        log(f"rendering from {args.template} ...")
-        projects = render(args.template.resolve(), work)
-        service = projects["examples"]
-
-        before = load()
-        log(f"throughput, load average {before}:")
-        pairs = throughput(
-            service, args.pairs, args.duration, args.warmup, work / "server.log"
-        )
-        after = load()
-
-        log(f"in-process per-request cost, load average {after}:")
-        per_layer = in_process(
-            service,
-            [
-                "bare FastAPI",
-                "+ APIRouter (included)",
-                "+ ObserveRequests",
-                "+ lifespan (lag monitor)",
-                "service",
-            ],
-            args.rounds,
-            args.requests,
-        )
-        plain = in_process(
-            projects["no-examples"],
-            ["bare FastAPI", "service"],
-            args.rounds,
-            args.requests,
-        )
-        in_process_load = load()
-
-    layers = {
-        "bare FastAPI": per_layer["bare FastAPI"],
-        "+ APIRouter (included)": per_layer["+ APIRouter (included)"],
-        "+ ObserveRequests": per_layer["+ ObserveRequests"],
-        "+ lifespan (lag monitor)": per_layer["+ lifespan (lag monitor)"],
-        "service, examples": per_layer["service"],
-        # Its own process: its cost over its own bare app, added to this one's.
-        "service, no examples": per_layer["bare FastAPI"]
-        + plain["service"]
-        - plain["bare FastAPI"],
-    }
-    ratios = [pair["ratio"] for pair in pairs]
-    median = statistics.median(ratios)
-    report = [
-        "",
-        f"GET /hello, {len(pairs)} pairs of {args.duration:g} s after"
-        f" {args.warmup:g} s of warm-up (wrk -t1 -c{CONNECTIONS}):",
-    ]
-    for name in ("bare", "service"):
-        values = [pair[name] for pair in pairs]
-        report.append(
-            f"  {name:<8} median {statistics.median(values):>7.0f} req/s"
-            f"  [{min(values):.0f}–{max(values):.0f}]"
-        )
-    report.append(
-        f"  service ÷ bare: median {median:.3f} [{min(ratios):.3f}–{max(ratios):.3f}]"
-        f"  pairs: {' '.join(f'{r:.3f}' for r in ratios)}"
-    )
-    report.append(f"  goal ≥ {GOAL}: {'met' if median >= GOAL else 'MISSED'}")
-    for name in ("bare", "service"):
-        values = [pair[f"{name}_cpu_us"] for pair in pairs]
-        report.append(
-            f"  {name:<8} server CPU per request: median"
-            f" {statistics.median(values):.1f} µs [{min(values):.1f}–{max(values):.1f}]"
-        )
-    cpu_ratios = [pair["cpu_ratio"] for pair in pairs]
-    report.append(
-        f"  bare µs ÷ service µs: median {statistics.median(cpu_ratios):.3f}"
-        f" [{min(cpu_ratios):.3f}–{max(cpu_ratios):.3f}]"
-    )
-    report.append(f"  load average before {before}, after {after}")
-    report.append(
-        f"per-request cost in-process (fastest of {args.rounds} batches of"
-        f" {args.requests}), load average after {in_process_load}:"
-    )
-    base = layers["bare FastAPI"]
-    for name, us in layers.items():
-        report.append(f"  {name:<26} {us:>6.1f} µs  (+{us - base:.1f} µs)")
-    report.append(
-        f"  (without examples, own process: bare {plain['bare FastAPI']:.1f} µs,"
-        f" service {plain['service']:.1f} µs)"
-    )
-    log("\n".join(report))
-    plot(args.plot, pairs, layers)
-    log(f"plot: {args.plot}")
-    result = {
-        "pairs": pairs,
-        "ratio_median": median,
-        "cpu_ratio_median": statistics.median(cpu_ratios),
-        "load_before": before,
-        "load_after": after,
-        "in_process_us": layers,
-        "in_process_no_examples_own_process": plain,
-        "in_process_load_after": in_process_load,
-    }
-    log("RESULT " + json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,12 @@
 """The scenarios, in report order. Each module has the same interface:
 
 - TITLE: the heading of its section;
-- NEEDS: the rendered projects it uses (names from harness.PROJECTS);
-- run(ctx: harness.Context) -> report.Section, raising Skip when it cannot run
-  here (report.Skip: a template without the feature, a missing script).
+- NEEDS: the rendered projects it uses (names from harness.PROJECTS), and
+  optionally SMOKE_NEEDS: those a smoke run uses, if fewer;
+- run(ctx: harness.Context) -> report.Section; an exception fails the run.
 """
 
-from scenarios import (
+from . import (
     s0_generator,
     s1_loop,
     s2_pool,

@@ -1,42 +1,26 @@
 """The load generators' own ceiling: how fast they go against a server that costs
 next to nothing, so no figure in the other scenarios is read past it."""
 
-import sys
-
-from harness import Context, probe
-from report import Latency, Section, fmt_spread, rate
-from services import APPS, free_port, kill, run_loadgen, run_wrk, spawn, tcp_ready
+from ..harness import BenchProcess, Context, probe
+from ..report import Latency, Section, fmt_spread, rate
+from ..services import have_wrk, run_loadgen, wrk
 
 TITLE = "0. The load generators' ceiling"
 NEEDS: tuple[str, ...] = ()
 CONNECTIONS = 64
 
 
-class Tiny:
-    """bench/apps/tiny.py on the suite's own interpreter (no FastAPI)."""
-
-    def __enter__(self) -> "Tiny":
-        self.port = free_port()
-        self.process = spawn([sys.executable, str(APPS / "tiny.py"), str(self.port)])
-        tcp_ready(self.port, self.process)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        kill(self.process)
-
-
 def run(ctx: Context) -> Section:
     seconds = ctx.seconds(1.5, 0.5)
-    python, wrk, floor_p50, floor_p99, lag_p99 = [], [], [], [], []
-    with Tiny() as tiny:
+    python, wrk_rates, floor_p50, floor_p99, lag_p99 = [], [], [], [], []
+    with BenchProcess("tiny") as tiny:
         for _ in range(ctx.reps):
             closed = {"port": tiny.port, "requests": [["GET", "/"]]}
             closed |= {"concurrency": CONNECTIONS, "duration_s": seconds}
             result = run_loadgen(closed | {"warmup_s": 0.2}, seconds + 20)
             python.append(result["completed"] / result["window_s"])
-            found = run_wrk(tiny.port, "/", max(1, round(seconds)), CONNECTIONS)
-            if found is not None:
-                wrk.append(found)
+            if have_wrk():
+                wrk_rates.append(wrk(tiny.port, "/", seconds, CONNECTIONS)[0])
             latency = Latency.of(probe(ctx, tiny, seconds))
             floor_p50.append(latency.p50)
             floor_p99.append(latency.p99)
@@ -54,12 +38,20 @@ def run(ctx: Context) -> Section:
             ["Python (asyncio streams), closed loop", fmt_spread(python, rate)],
             [
                 "wrk, 1 thread",
-                fmt_spread(wrk, rate) if wrk else "not installed (apt-get install wrk)",
+                fmt_spread(wrk_rates, rate)
+                if wrk_rates
+                else "not installed (apt-get install wrk)",
             ],
             ["probe p50, no load (the floor)", fmt_spread(floor_p50)],
             ["probe p99, no load (the floor)", fmt_spread(floor_p99)],
             ["probe send lag p99 (the generator's share)", fmt_spread(lag_p99)],
         ],
-        raw={"python": python, "wrk": wrk, "floor_p50": floor_p50, "p99": floor_p99},
+        raw={
+            "python": python,
+            "wrk": wrk_rates,
+            "floor_p50": floor_p50,
+            "p99": floor_p99,
+        },
     )
+    ctx.ceilings = {"python": python, "wrk": wrk_rates}
     return section

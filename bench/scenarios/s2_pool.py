@@ -6,17 +6,15 @@ thread 100 ms: 2,000 calls/s × 0.1 s = 200) and twice that. The ceiling is
 Little's law too: min(threads, clients) / 0.1 s (goal P2).
 """
 
-import time
-
-from harness import Context, start_all
-from plots import bars
-from report import Goal, Section, fmt_spread, percent, rate, spread
-from services import finish_loadgen, start_loadgen
+from ..harness import Context, ceilings, closed_loop_rate, start_all
+from ..plots import bars
+from ..report import Goal, Section, fmt_spread, percent, rate, spread
 
 TITLE = "2. Thread pool size"
 NEEDS = ("blocking_io",)
 CLIENTS = 200
 CALL_S = 0.1
+PATH = f"/blocking/wait?ms={CALL_S * 1000:.0f}"
 # Little's law: threads = arrival rate × time in the system. Every client sends
 # a call each CALL_S at full speed: CLIENTS / CALL_S calls/s × CALL_S s.
 LITTLE = CLIENTS
@@ -32,7 +30,7 @@ def limit(threads: int) -> float:
 
 
 def run(ctx: Context) -> Section:
-    warmup_s, measure_s = ctx.seconds(1, 0.3), ctx.seconds(3, 0.7)
+    warmup_s, measure_s = ctx.seconds(1, 1), ctx.seconds(3, 1)
     servers = {
         label: ctx.server(
             "blocking_io", f"s2-pool-{size}", THREAD_POOL_SIZE=str(size), **NO_SHEDDING
@@ -41,37 +39,27 @@ def run(ctx: Context) -> Section:
     }
     throughput: dict[str, list[float]] = {label: [] for label in SIZES}
     cpu_share: dict[str, list[float]] = {label: [] for label in SIZES}
+    clients = set()
     start_all(list(servers.values()))
     try:
         for _ in range(ctx.reps):
             for label, server in servers.items():
-                load = {
-                    "port": server.port,
-                    "requests": [["GET", f"/blocking/wait?ms={CALL_S * 1000:.0f}"]],
-                    "concurrency": CLIENTS,
-                    "warmup_s": warmup_s,
-                    "duration_s": measure_s,
-                }
-                loading = start_loadgen(load)
-                time.sleep(warmup_s)
-                cpu = server.cpu_seconds()
-                time.sleep(measure_s)
-                cpu_share[label].append((server.cpu_seconds() - cpu) / measure_s)
-                result = finish_loadgen(loading, warmup_s + measure_s + 20)
-                if result["errors"] or set(result["statuses"]) - {"200"}:
-                    raise RuntimeError(
-                        f"{label}: {result['statuses']}, {result['errors']} errors"
-                    )
-                throughput[label].append(result["completed"] / result["window_s"])
+                answered, cpu, client = closed_loop_rate(
+                    server, PATH, CLIENTS, warmup_s, measure_s
+                )
+                throughput[label].append(answered)
+                cpu_share[label].append(cpu)
+                clients.add(client)
     finally:
         for server in servers.values():
             server.stop()
     section = Section(
         TITLE,
         about=(
-            f"`GET /blocking/wait?ms=100` from {CLIENTS} concurrent clients (closed "
-            "loop) on the rendered blocking_io service, with THREAD_POOL_SIZE set "
-            "at start; the limit is min(threads, clients) / 100 ms."
+            f"`GET {PATH}` from {CLIENTS} concurrent clients (closed loop: "
+            f"{' and '.join(sorted(clients))}) on the rendered blocking_io service, "
+            "with THREAD_POOL_SIZE set at start; the limit is min(threads, "
+            f"clients) / 100 ms. The clients' own ceilings: {ceilings(ctx)}."
         ),
         header=[
             "Threads",

@@ -1,20 +1,22 @@
 """loopsafe's benchmark suite: render services, load them, write the tables and plots.
 
-    uv run python bench/run.py               # everything, about 12 minutes on 2 cores
-    uv run python bench/run.py --smoke       # seconds per scenario: does it still run?
-    uv run python bench/run.py --only s1,s3  # some scenarios
-    uv run python bench/run.py --template ../other-checkout  # another template tree
+    uv run python -m bench               # everything, under 10 minutes on 2 cores
+    uv run python -m bench --smoke       # seconds per scenario: does it still run?
+    uv run python -m bench --only s1,s3  # some scenarios
+    uv run python -m bench --template ../other-checkout  # another template tree
 
-A full run writes docs/benchmarks.md and the plots beside it (committed), and
-bench/results/latest.md and latest.json (not committed); with --only, the other
-scenarios' sections are kept from latest.json. --smoke, or --out, writes all of
-it to one directory instead (bench/results/smoke by default).
+A full run writes docs/benchmarks.md and its plots, docs/bench-*.png (committed),
+and bench/results/latest.json, every measurement (not committed); with --only,
+the other scenarios' sections are kept from latest.json. --smoke, or --out,
+writes all of it to one directory instead (bench/results/smoke by default).
+It exits 1 when a scenario failed, and says so in its section.
 """
 
 import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,10 +24,10 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from harness import PROJECTS, Context
-from report import Goal, Section, Skip, machine, markdown
-from scenarios import SCENARIOS
-from services import REPO, Project, kill_all
+from .harness import PROJECTS, Context, log
+from .report import Goal, Machine, Section, machine, markdown
+from .scenarios import SCENARIOS
+from .services import REPO, Project, kill_all, ticks_busy, ticks_ours
 
 RERUN = """\
 ## Rerun them
@@ -34,18 +36,16 @@ From a clone of loopsafe, on a quiet machine (the figures are only as steady as
 the machine: nothing else should run meanwhile):
 
 ```sh
-uv run python bench/run.py            # every scenario, about 12 minutes
-uv run python bench/run.py --only s2  # one scenario; --smoke: seconds, as a check
+uv run python -m bench            # every scenario, under 10 minutes
+uv run python -m bench --only s2  # one scenario; --smoke: seconds, as a check
 ```
 
 It renders each service from this checkout with Copier into a temporary
 directory, `uv sync`s it, starts it with uvicorn (one worker, 127.0.0.1, no
-access log), drives the load, and rewrites this page and its plots. Scenario 4
-needs wrk and taskset (`apt-get install -y wrk`; taskset is in util-linux) for
-its maximum throughputs; `uv run python bench/user_route.py` reruns its
-user-route figures alone (GET /hello in routes.py against bare FastAPI, about 3
-minutes). The brokers (Redis, RabbitMQ on 127.0.0.1) are needed for scenario 6
-only.
+access log), drives the load, and rewrites this page and its plots. Maximum
+throughputs come from wrk where it is installed (`apt-get install -y wrk`),
+from the suite's Python generator otherwise; scenario 0 gives the ceiling of
+each. Scenario 6 needs Redis and RabbitMQ on 127.0.0.1.
 """
 
 
@@ -85,7 +85,7 @@ def main() -> int:
         finally:
             kill_all()
     about_run |= {
-        "template": str(ctx.template),
+        "template": commit(ctx.template),
         "mode": "smoke (figures meaningless)" if args.smoke else "full",
         "repeats per figure": str(reps),
         "duration": f"{time.monotonic() - started:.0f} s",
@@ -110,7 +110,13 @@ def keep_the_others(
     kept |= {s.title: asdict(s) for s in sections}
     merged = [
         Section(
-            **kept[m.TITLE] | {"goals": [Goal(**g) for g in kept[m.TITLE]["goals"]]}
+            **kept[m.TITLE]
+            | {
+                "goals": [Goal(**g) for g in kept[m.TITLE]["goals"]],
+                "machine": Machine(**kept[m.TITLE]["machine"])
+                if kept[m.TITLE].get("machine")
+                else None,
+            }
         )
         for m in SCENARIOS.values()
         if m.TITLE in kept
@@ -125,7 +131,11 @@ def keep_the_others(
 
 
 def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]:
-    needed = {name for key in chosen for name in SCENARIOS[key].NEEDS}
+    needed = set()
+    for key in chosen:
+        scenario = SCENARIOS[key]
+        smoke_needs = getattr(scenario, "SMOKE_NEEDS", scenario.NEEDS)
+        needed |= set(smoke_needs if ctx.smoke else scenario.NEEDS)
     wanted = {
         ctx.work / name: {
             "project_name": f"bench {name}",
@@ -145,10 +155,16 @@ def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]
         scenario = SCENARIOS[key]
         log(f"{scenario.TITLE} ...")
         begun = time.monotonic()
+        load, busy, ours = os.getloadavg()[0], ticks_busy(), ticks_ours()
         try:
             section = scenario.run(ctx)
-        except Skip as skip:
-            section = Section(scenario.TITLE, skipped=str(skip))
+            seconds = time.monotonic() - begun
+            others = (ticks_busy() - busy) - (ticks_ours() - ours)
+            section.machine = Machine(
+                load,
+                os.getloadavg()[0],
+                max(0.0, others / os.sysconf("SC_CLK_TCK") / seconds),
+            )
         except Exception:
             failed = True
             traceback.print_exc()
@@ -159,8 +175,20 @@ def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]
     return sections, failed
 
 
+def commit(template: Path) -> str:
+    """The template's commit, and whether files differed from it: never a path."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=template, capture_output=True, text=True
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" + uncommitted changes" if git("status", "--porcelain") else "")
+
+
 def write(sections: list[Section], about_run: dict, out: Path, full: bool) -> None:
-    title = "# Benchmarks\n\nMeasured by `bench/run.py`: the median of the repeats, "
+    title = "# Benchmarks\n\nMeasured by `python -m bench`: the median of the repeats, "
     title += "[minimum–maximum]."
     page = markdown(sections, about_run, preamble=title) + "\n" + RERUN
     (out / "benchmarks.md").write_text(page)
@@ -168,17 +196,8 @@ def write(sections: list[Section], about_run: dict, out: Path, full: bool) -> No
     results = REPO / "bench" / "results" if full else out
     results.mkdir(parents=True, exist_ok=True)
     (results / "latest.json").write_text(json.dumps(raw, indent=1, default=str))
-    if full:
-        prefix = "../../docs/"
-        (results / "latest.md").write_text(
-            markdown(sections, about_run, prefix, preamble=title)
-        )
     log(f"wrote {out / 'benchmarks.md'}")
     print(markdown(sections, about_run, preamble=title))
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
