@@ -12,7 +12,7 @@ import pytest
 COST = {
     "test_render.py": 100,  # a rendered project's whole suite
     "test_update.py": 40,  # a copy, an update and the wiring tests
-    "test_bench.py": 40,  # the benchmarks' smoke run
+    "test_bench.py": 150,  # the benchmarks' smoke run: every scenario, briefly
     "test_container.py": 10,
 }
 
