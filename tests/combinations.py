@@ -30,6 +30,7 @@ class Combination(NamedTuple):
     shed_load: bool = True
     examples: bool = True
     python_version: str = DEFAULT_PYTHON
+    opentelemetry: bool = False
 
     @property
     def id(self) -> str:
@@ -37,6 +38,7 @@ class Combination(NamedTuple):
         parts = [self.workload, self.task_durability, self.broker]
         parts.append(None if self.shed_load else "no-shedding")
         parts.append(None if self.examples else "no-examples")
+        parts.append("otel" if self.opentelemetry else None)
         return "-".join(part for part in parts if part)
 
     @property
@@ -57,6 +59,8 @@ class Combination(NamedTuple):
             answers["shed_load"] = "false"
         if not self.examples:
             answers["examples"] = "false"
+        if self.opentelemetry:
+            answers["opentelemetry"] = "true"
         if self.python_version != DEFAULT_PYTHON:
             answers["python_version"] = self.python_version
         return answers
@@ -74,6 +78,9 @@ ENTRIES = [
     Combination("blocking_io", "durable", "redis", examples=False),
     Combination("cpu_bound", "durable", "rabbitmq", examples=False),
     Combination("mixed", "ephemeral", None, examples=False),
+    # OpenTelemetry on where it instruments the most: requests, aiohttp calls,
+    # and jobs whose trace crosses the broker into prefork worker processes.
+    Combination("mixed", "durable", "redis", opentelemetry=True),
 ]
 
 # Rendered on every Python in PYTHON_VERSIONS by CI; one per workload, both

@@ -29,6 +29,8 @@ def test_combination(combination: Combination, tmp_path: Path) -> None:
     assert (package / "examples").exists() == combination.examples
     assert (project / "tests" / "examples").exists() == combination.examples
     assert (package / "tasks.py").exists() == combination.durable
+    telemetry = package / "runtime" / "telemetry.py"
+    assert telemetry.exists() == combination.opentelemetry
     check_rendered(project)
 
 

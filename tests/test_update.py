@@ -215,7 +215,11 @@ def test_update_from_previous_release_keeps_user_edits(
 ) -> None:
     # The previous release has none of the newer questions: they are answered
     # through the update, as a user moving to this release would.
-    newer = {k: v for k, v in combination.answers.items() if k in ("examples",)}
+    newer = {
+        k: v
+        for k, v in combination.answers.items()
+        if k in ("examples", "opentelemetry")
+    }
     before = {k: v for k, v in combination.answers.items() if k not in newer}
     project = generate(template_releases, tmp_path / "service", before, PREVIOUS_TAG)
     make_user_edits(project)
