@@ -19,19 +19,35 @@ and wrote a bare FastAPI app with that very route beside it. Then:
    directly with a minimal scope, yielding to the loop after each request (so
    the lag monitor runs as in a server), the fastest of many interleaved
    batches, each layer on top of the one before: bare FastAPI; the route in an
-   APIRouter the app includes; + ObserveRequests (metrics and the
-   load-shedding check); + the rendered app's lifespan (lag monitor,
+   APIRouter whose routes create_app registers on the app; + ObserveRequests
+   (metrics and the load-shedding check); + the rendered app's lifespan (lag monitor,
    watchdog); the full rendered app.
+3. `instructions`: what the server executes per request, counted by
+   cachegrind (valgrind): the same figure on a quiet machine and a busy one,
+   where the two above are as noisy as the machine. Each app is served under
+   cachegrind twice, for a few and for many sequential keep-alive requests;
+   the difference of the two totals over the difference of the two counts
+   cancels start-up and shutdown. bare ÷ service is the throughput ratio the
+   server's CPU allows (the same instructions per cycle assumed for both).
+   The lag monitor samples every 600 ms instead of 20 ms: cachegrind runs the
+   server about 30 times slower, so it samples as often per request as it
+   would natively; shedding is off, as the monitor would see the slowdown as
+   lag.
 """
 
+import http.client
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .services import Project, Server, pinned, project_env, wrk
+from .services import Project, Server, free_port, pinned, project_env, wrk
 
 GOAL = 0.97
 CONNECTIONS = 32
@@ -95,11 +111,13 @@ def bare():
 
 
 def routed(lifespan=None):
-    # As create_app adds routes.router: included, not added to the app itself.
+    # As create_app adds routes.router: each route registered on the app itself.
+    from bench_service.runtime.app import add_routes
+
     router = APIRouter()
     router.add_api_route("/hello", hello)
     app = FastAPI(lifespan=lifespan)
-    app.include_router(router)
+    add_routes(app, router)
     return app
 
 
@@ -128,7 +146,7 @@ def service():
 
 BUILD = {
     "bare FastAPI": (bare, False),
-    "+ APIRouter (included)": (routed, False),
+    "+ APIRouter (add_routes)": (routed, False),
     "+ ObserveRequests": (observed, False),
     "+ lifespan (lag monitor)": (with_lifespan, True),
     "service": (service, True),
@@ -279,3 +297,77 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     axes[2].set_ylabel("µs per request")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def have_valgrind() -> bool:
+    return shutil.which("valgrind") is not None
+
+
+def instructions(
+    project: Project, log_dir: Path, requests: tuple[int, int] = (300, 2300)
+) -> dict[str, float]:
+    """Instructions per request, bare app and service, counted by cachegrind."""
+    apps = {"bare": "bare_app:app", "service": f"{project.package}.main:app"}
+    runs = [(name, n) for name in apps for n in requests]
+    cores = max(1, (os.cpu_count() or 1))
+    with ThreadPoolExecutor(cores) as pool:  # each run is one single-threaded process
+        totals = list(
+            pool.map(lambda run: counted(project, apps[run[0]], run[1], log_dir), runs)
+        )
+    count = dict(zip(runs, totals, strict=True))
+    few, many = requests
+    per_request = {
+        name: (count[name, many] - count[name, few]) / (many - few) for name in apps
+    }
+    per_request["ratio"] = per_request["bare"] / per_request["service"]
+    return per_request
+
+
+def counted(project: Project, app: str, requests: int, log_dir: Path) -> int:
+    """Instructions a uvicorn process executes from start to exit, serving
+    `requests` sequential GET /hello on one keep-alive connection."""
+    name = f"cachegrind-{app.split(':')[0]}-{requests}"
+    out = log_dir / f"{name}.out"
+    port = free_port()
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
+    command += [f"--cachegrind-out-file={out}", str(project.python), "-m", "uvicorn"]
+    command += [app, "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    env = project_env(SHED_LOAD="false", LAG_SAMPLE_INTERVAL_MS="600")
+    with open(log_dir / f"{name}.log", "wb") as log:
+        server = subprocess.Popen(
+            command, cwd=project.path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        connection = connect(server, port)
+        for _ in range(requests):
+            connection.request("GET", "/hello")
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{app} answered {response.status} under cachegrind")
+        connection.close()
+        server.send_signal(signal.SIGINT)  # a clean exit: cachegrind writes its file
+        server.wait(timeout=600)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    lines = out.read_text().splitlines()
+    [summary] = [line for line in lines if line.startswith("summary:")]
+    return int(summary.split()[1])
+
+
+def connect(server: subprocess.Popen, port: int) -> http.client.HTTPConnection:
+    """A connection that has had one answer: start-up is slow under cachegrind."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the server exited under cachegrind")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        try:
+            connection.request("GET", "/hello")
+            connection.getresponse().read()
+            return connection
+        except OSError:
+            connection.close()
+            time.sleep(1)
+    raise RuntimeError("the server did not start under cachegrind in 600 s")

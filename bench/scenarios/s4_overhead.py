@@ -21,7 +21,7 @@ P4_SHARE = 0.97
 SERVICE, BARE = "service", "bare FastAPI"
 LAYERS = [
     "bare FastAPI",
-    "+ APIRouter (included)",
+    "+ APIRouter (add_routes)",
     "+ ObserveRequests",
     "+ lifespan (lag monitor)",
     "service",
@@ -114,6 +114,12 @@ def user_routes(ctx: Context, project, section: Section) -> None:
         rounds=int(ctx.seconds(15, 3)),
         requests=int(ctx.seconds(1000, 200)),
     )
+    counted = None
+    if not ctx.smoke:  # minutes under valgrind: the full run only
+        if not user_route.have_valgrind():
+            raise RuntimeError("valgrind is missing (apt-get install -y valgrind)")
+        log("  GET /hello instructions per request (cachegrind)")
+        counted = user_route.instructions(project, ctx.work)
     plot = "bench-user-route.png"
     user_route.plot(ctx.out / plot, pairs, layers)
     shares = [pair["ratio"] for pair in pairs]
@@ -137,6 +143,16 @@ def user_routes(ctx: Context, project, section: Section) -> None:
             spread(shares)[0] >= P4_SHARE,
         )
     )
+    if counted:
+        section.goals.append(
+            Goal(
+                "P4 user route, instructions",
+                f"bare ÷ service instructions per request ≥ {P4_SHARE}",
+                f"{counted['ratio']:.3f} ({counted['bare']:,.0f} ÷ "
+                f"{counted['service']:,.0f}, cachegrind: load-independent)",
+                counted["ratio"] >= P4_SHARE,
+            )
+        )
     base = layers[BARE]
     section.notes.append(
         "GET /hello: per-pair ratios "
@@ -150,5 +166,9 @@ def user_routes(ctx: Context, project, section: Section) -> None:
         )
         + "."
     )
-    section.raw["user_route"] = {"pairs": pairs, "in_process_us": layers}
+    section.raw["user_route"] = {
+        "pairs": pairs,
+        "in_process_us": layers,
+        "instructions_per_request": counted,
+    }
     section.plots.append(plot)
