@@ -309,8 +309,8 @@ def instructions(
     """Instructions per request, bare app and service, counted by cachegrind."""
     apps = {"bare": "bare_app:app", "service": f"{project.package}.main:app"}
     runs = [(name, n) for name in apps for n in requests]
-    cores = max(1, (os.cpu_count() or 1))
-    with ThreadPoolExecutor(cores) as pool:  # each run is one single-threaded process
+    # Each run is one single-threaded process: as many at once as there are cores.
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         totals = list(
             pool.map(lambda run: counted(project, apps[run[0]], run[1], log_dir), runs)
         )
