@@ -46,6 +46,12 @@ class Combination(NamedTuple):
         return self.task_durability == "durable"
 
     @property
+    def skipped_tests(self) -> tuple[str, ...]:
+        """Generated test files the template's CI leaves out for this entry."""
+        crash_tested = not self.durable or self.id in CRASH_TESTED
+        return () if crash_tested else CRASH_TESTS
+
+    @property
     def answers(self) -> dict[str, str]:
         """The answers that pick this combination, as `--data` would pass them.
 
@@ -91,6 +97,19 @@ EVERY_PYTHON = (
     "cpu_bound-durable-rabbitmq",
     "mixed-ephemeral",
 )
+
+# The generated crash tests (tests/runtime/test_durability.py, test_chaos.py)
+# test the durable preset, which differs by broker and by the worker's pool
+# (threads for async_io and blocking_io, prefork for cpu_bound and mixed), not by
+# the rest of the answers: the template's CI runs them on these four, one per
+# broker and pool, and every other durable entry runs the rest of its suite.
+CRASH_TESTED = (
+    "blocking_io-durable-redis",
+    "async_io-durable-rabbitmq",
+    "cpu_bound-durable-rabbitmq",
+    "mixed-durable-redis-otel",
+)
+CRASH_TESTS = ("tests/runtime/test_durability.py", "tests/runtime/test_chaos.py")
 
 COMBINATIONS = [entry._replace(python_version=PYTHON) for entry in ENTRIES]
 

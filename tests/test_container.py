@@ -24,7 +24,7 @@ HADOLINT = shutil.which("hadolint", path=BIN) or "hadolint"
 COMPOSE = shutil.which("docker-compose", path=BIN) or "docker-compose"
 
 # Settings naming files; each must live on the data volume in a container.
-FILE_SETTINGS = re.compile(r"^    (\w+_path|result_backend): str", re.MULTILINE)
+FILE_SETTINGS = re.compile(r"^    (\w+_path): str", re.MULTILINE)
 
 
 def seconds(duration: str) -> float:
@@ -62,7 +62,8 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
     written = yaml.safe_load((project / "compose.yaml").read_text())["services"]
     durable = combination.task_durability == "durable"
     broker = combination.broker
-    assert set(services) == ({"api", "worker", broker} if durable else {"api"})
+    expected = {"api", "worker", broker, "postgres"} if durable else {"api"}
+    assert set(services) == expected
 
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
@@ -73,8 +74,11 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
     ours = ["api", "worker"] if durable else ["api"]
     settings = (project / "src" / package / "runtime" / "settings.py").read_text()
     file_settings = [name.upper() for name in FILE_SETTINGS.findall(settings)]
-    # Ephemeral work without the examples keeps no file at all.
-    assert file_settings or not (durable or combination.examples)
+    # The examples' files: blocking calls' notes, ephemeral work's audit log.
+    keeps_files = combination.examples and (
+        not durable or combination.workload in ("blocking_io", "mixed")
+    )
+    assert bool(file_settings) == keeps_files
     for name in ours:
         service = services[name]
         assert service["build"]["context"] == str(project)
@@ -89,7 +93,10 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
         if durable:
             # The broker service's name is its host on compose's network.
             assert re.match(rf"\w+://([^@/]*@)?{broker}:", environment["BROKER_URL"])
-            assert set(service["depends_on"]) == {broker}
+            assert set(service["depends_on"]) == {broker, "postgres"}
+            # Jobs in PostgreSQL, which every API and worker container shares.
+            database = environment["DATABASE_URL"]
+            assert re.match(r"postgresql://[^@/]*@postgres:5432/", database)
 
     if durable:
         worker = services["worker"]

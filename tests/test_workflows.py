@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from combinations import (
+    CRASH_TESTED,
     DEFAULT_PYTHON,
     ENTRIES,
     EVERY_PYTHON,
@@ -392,6 +393,21 @@ def test_combination_list() -> None:
     assert sorted(no_examples) == sorted(WORKLOADS)
     assert set(EVERY_PYTHON) <= set(ids)
     assert sorted(i.split("-")[0] for i in EVERY_PYTHON) == sorted(WORKLOADS)
+
+
+def test_crash_tests_run_once_per_broker_and_worker_pool() -> None:
+    """The durable preset differs by broker and pool (threads or prefork): the
+    crash tests run on exactly one entry of each pair, and nowhere else."""
+    pools = {"async_io": "threads", "blocking_io": "threads"}
+    tested = [entry for entry in ENTRIES if entry.id in CRASH_TESTED]
+    pairs = [(e.broker, pools.get(e.workload, "prefork")) for e in tested]
+    assert sorted(pairs) == sorted(
+        (broker, pool)
+        for broker in ("redis", "rabbitmq")
+        for pool in ("threads", "prefork")
+    )
+    for entry in ENTRIES:
+        assert bool(entry.skipped_tests) == (entry.durable and entry not in tested)
 
 
 def test_answers_name_only_what_differs_from_the_defaults() -> None:
