@@ -137,7 +137,7 @@ def new(args: list[str]) -> int:
         print("usage: python3 dev.py new DESTINATION [copier options]", file=sys.stderr)
         return 2
     destination, copier_options = Path(args[0]).resolve(), args[1:]
-    if not sys.stdin.isatty():
+    if not sys.stdin.isatty() and "--defaults" not in copier_options:
         copier_options.append("--defaults")  # nobody to answer: take the defaults
     uv = find_uv()
     sh(uv, "sync", "--quiet")
