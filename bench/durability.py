@@ -7,8 +7,9 @@ workload, examples on), each with the same seeded chaos:
 - two workers (CONCURRENCY threads each) start, and jobs are submitted one at
   a time, the preset's through `app.submit` (committed to the job registry,
   then published), Celery's defaults with a plain `apply_async`;
-- meanwhile a random worker's whole process group is SIGKILLed at random
-  moments (busy, idle or still starting), and started again at once;
+- meanwhile a random worker's whole process group is SIGKILLed at a random
+  moment after it is ready (running jobs, or idle, fetching), and started
+  again at once;
 - on Redis, the broker is a private redis-server on a free port, without
   persistence (as the shared one runs): a third of the way through it is
   killed and restarted, every queued job gone. Never the shared 6379;
@@ -55,9 +56,10 @@ NEVER_LOST_S = "1000000"
 FULL = {
     "jobs": 100,  # submitted; UNPUBLISHED more are committed only
     "kills": 10,  # worker SIGKILLs, at least
-    "kill_every_s": [0.5, 3.0],  # uniformly at random between kills
-    "submit_every_s": 0.15,
-    "job_s": [0.2, 1.0],
+    # A kill comes this long (uniformly at random) after its worker is ready.
+    "kill_after_s": [0.5, 3.0],
+    "submit_every_s": 0.25,
+    "job_s": [0.5, 2.5],
     "recovery_s": 40,  # "never": not all done this long after the last kill
     "env": {
         "JOB_LOST_AFTER_S": "5",
@@ -70,7 +72,7 @@ FULL = {
 SMOKE = {  # the same steps, seconds long
     "jobs": 20,
     "kills": 3,
-    "kill_every_s": [0.5, 1.5],
+    "kill_after_s": [0.3, 1.0],
     "submit_every_s": 0.1,
     "job_s": [0.1, 0.3],
     "recovery_s": 8,
@@ -137,13 +139,14 @@ class Workers:
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir, self.env = workdir, env
         self.processes: dict[int, subprocess.Popen] = {}
+        self.logs: dict[int, Path] = {}
         self.started = 0
         for slot in range(WORKERS):
             self.start(slot)
 
     def start(self, slot: int) -> None:
         self.started += 1
-        log = self.workdir / f"worker-{slot}.log"
+        log = self.logs[slot] = self.workdir / f"worker-{slot}-{self.started}.log"
         with log.open("ab") as out:
             self.processes[slot] = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "chaos_jobs", "worker"]
@@ -155,6 +158,13 @@ class Workers:
                 start_new_session=True,
                 env=self.env,
             )
+
+    def wait_ready(self, slot: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while b" ready." not in self.logs[slot].read_bytes():
+            if time.monotonic() > deadline or self.processes[slot].poll() is not None:
+                raise RuntimeError(f"worker not ready, see {self.logs[slot]}")
+            time.sleep(0.05)
 
     def kill(self, slot: int) -> None:
         process = self.processes[slot]
@@ -170,8 +180,10 @@ class Workers:
 
 
 class Chaos(threading.Thread):
-    """SIGKILLs a random worker at random moments and starts it again at once,
-    until told to stop with enough kills done."""
+    """SIGKILLs a random worker at a random moment of its life (some time after
+    it is ready: running jobs, or idle, fetching) and starts it again at once,
+    until told to stop with enough kills done. Not while it starts: on a busy
+    machine a start takes seconds, and kills then would hit no job at all."""
 
     def __init__(self, workers: Workers, timing: dict, seed: int) -> None:
         super().__init__(name="chaos", daemon=True)
@@ -185,8 +197,10 @@ class Chaos(threading.Thread):
     def run(self) -> None:
         try:
             while not (self.stopping.is_set() and self.kills >= self.timing["kills"]):
-                time.sleep(self.random.uniform(*self.timing["kill_every_s"]))
                 slot = self.random.randrange(WORKERS)
+                after_s = self.random.uniform(*self.timing["kill_after_s"])
+                self.workers.wait_ready(slot)
+                time.sleep(after_s)
                 self.workers.kill(slot)
                 self.kills += 1
                 self.last_kill = time.monotonic()

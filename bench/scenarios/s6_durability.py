@@ -128,16 +128,17 @@ def done_after(r: dict) -> str:
 
 def about(timing: dict) -> str:
     low, high = timing["job_s"]
-    every_low, every_high = timing["kill_every_s"]
+    after_low, after_high = timing["kill_after_s"]
     return (
         f"Once per broker and configuration, the same chaos (seed {SEED}, "
         "`BENCH_SEED` to change it): "
         f"{timing['jobs']} jobs of {low}–{high} s submitted one every "
         f"{timing['submit_every_s']} s to {durability.WORKERS} workers of "
         f"{durability.CONCURRENCY} threads, while a random worker's process group "
-        f"is SIGKILLed every {every_low}–{every_high} s (at least {timing['kills']} "
-        "times; started again at once); on Redis, a private redis-server without "
-        "persistence restarted empty a third of the way through; and "
+        f"is SIGKILLed {after_low}–{after_high} s after it is ready (at least "
+        f"{timing['kills']} times; started again at once); on Redis, a private "
+        "redis-server without persistence restarted empty a third of the way "
+        "through; and "
         f"{durability.UNPUBLISHED} more jobs committed to the registry and never "
         "published (an API killed between its commit and its publish; with "
         "Celery's defaults, no registry: never sent). The preset's settings: "
