@@ -4,7 +4,7 @@
 configurations bench/durability.py compares, chosen by BENCH_MODE:
 
 - "celery defaults": a plain Celery app with only the broker, the result
-  backend and the queue set (acknowledged on receipt, 4 jobs reserved per
+  backend and the queue set (acknowledged as it starts, 4 jobs reserved per
   thread, Redis's visibility timeout 1 hour);
 - "preset, no reconciler" and "preset + reconciler": the rendered project's own
   app (`<package>.worker`), untouched; the first runs with a JOB_LOST_AFTER_S so

@@ -80,17 +80,32 @@ def run(ctx: Context) -> Section:
             )
         )
     section.plots.append(PLOT)
-    section.notes += [
+    section.notes += notes(results)
+    return section
+
+
+def notes(results: dict[str, dict[str, dict]]) -> list[str]:
+    said = [
         f"{NO_RECONCILER}: the preset with JOB_LOST_AFTER_S={durability.NEVER_LOST_S}"
         ", so its reconciler never takes a job for lost: the preset as it was "
         "before the job registry's reconciler.",
-        "Lost with Celery's defaults on Redis: jobs acknowledged on receipt and "
-        "killed running, and jobs a killed worker had reserved, which Redis hands "
-        "back only after the default visibility timeout of 1 hour.",
-        "The jobs committed and never published are lost in both configurations "
-        "without a reconciler; on Redis, so are the jobs queued when it restarted.",
+        "Lost with Celery's defaults: jobs acknowledged as they started, then "
+        "killed running; on Redis also jobs a killed worker had reserved, which Redis "
+        "hands back only after its default visibility timeout of 1 hour.",
+        "Without a reconciler, the jobs committed and never published are lost; "
+        "on Redis, so are the jobs queued when it restarted.",
     ]
-    return section
+    if results.get("redis", {}).get(RECONCILER, {}).get("doubled"):
+        said.append(
+            f"Run twice, {RECONCILER} on Redis: a killed worker's unacknowledged "
+            "job comes back twice, published again by the reconciler once "
+            "JOB_LOST_AFTER_S has passed and restored by Redis once "
+            "VISIBILITY_TIMEOUT_S has; both copies run. A late copy of a job "
+            "already done records it started again, and if its worker is killed "
+            "too, the reconciler publishes it once more. The keyed effect is "
+            "applied once."
+        )
+    return said
 
 
 def chaos_run(ctx: Context, name: str, broker_url: str, mode: str, timing: dict):
