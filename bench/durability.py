@@ -71,11 +71,11 @@ FULL = {
 }
 SMOKE = {  # the same steps, seconds long
     "jobs": 20,
-    "kills": 3,
+    "kills": 2,
     "kill_after_s": [0.3, 1.0],
     "submit_every_s": 0.1,
     "job_s": [0.1, 0.3],
-    "recovery_s": 8,
+    "recovery_s": 6,
     "env": {
         "JOB_LOST_AFTER_S": "2",
         "JOB_SOFT_TIME_LIMIT_S": "1",
