@@ -1,6 +1,6 @@
 """loopsafe's benchmark suite: render services, load them, write the tables and plots.
 
-    uv run python -m bench               # everything, about 12 minutes on 2 cores
+    uv run python -m bench               # everything, about 18 minutes on 2 cores
     uv run python -m bench --smoke       # seconds per scenario: does it still run?
     uv run python -m bench --only s1,s3  # some scenarios
     uv run python -m bench --template ../other-checkout  # another template tree
@@ -36,7 +36,7 @@ From a clone of loopsafe, on a quiet machine (the figures are only as steady as
 the machine: nothing else should run meanwhile):
 
 ```sh
-uv run python -m bench            # every scenario, about 12 minutes
+uv run python -m bench            # every scenario, about 18 minutes
 uv run python -m bench --only s2  # one scenario; --smoke: seconds, as a check
 ```
 
@@ -45,7 +45,8 @@ directory, `uv sync`s it, starts it with uvicorn (one worker, 127.0.0.1, no
 access log), drives the load, and rewrites this page and its plots. Maximum
 throughputs come from wrk where it is installed (`apt-get install -y wrk`),
 from the suite's Python generator otherwise; scenario 0 gives the ceiling of
-each. Scenario 6 needs Redis and RabbitMQ on 127.0.0.1.
+each. Scenario 6 needs RabbitMQ on 127.0.0.1 and the `redis-server` binary
+(it starts Redis servers of its own).
 """
 
 
