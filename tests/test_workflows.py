@@ -23,6 +23,9 @@ from typing import Any
 import pytest
 import yaml
 from combinations import (
+    CHAOS_TEST,
+    CHAOS_TESTED,
+    CRASH_TEST,
     CRASH_TESTED,
     DEFAULT_PYTHON,
     ENTRIES,
@@ -397,17 +400,24 @@ def test_combination_list() -> None:
 
 def test_crash_tests_run_once_per_broker_and_worker_pool() -> None:
     """The durable preset differs by broker and pool (threads or prefork): the
-    crash tests run on exactly one entry of each pair, and nowhere else."""
+    crash tests run on exactly one entry of each pair, the chaos test on one
+    entry per broker, one on each pool, and neither anywhere else."""
     pools = {"async_io": "threads", "blocking_io": "threads"}
-    tested = [entry for entry in ENTRIES if entry.id in CRASH_TESTED]
-    pairs = [(e.broker, pools.get(e.workload, "prefork")) for e in tested]
-    assert sorted(pairs) == sorted(
-        (broker, pool)
-        for broker in ("redis", "rabbitmq")
-        for pool in ("threads", "prefork")
-    )
+
+    def pairs(ids: tuple[str, ...]) -> list[tuple[str | None, str]]:
+        tested = [entry for entry in ENTRIES if entry.id in ids]
+        assert len(tested) == len(ids)
+        return sorted((e.broker, pools.get(e.workload, "prefork")) for e in tested)
+
+    brokers, pool_kinds = ("rabbitmq", "redis"), ("prefork", "threads")
+    assert pairs(CRASH_TESTED) == [(b, p) for b in brokers for p in pool_kinds]
+    chaos = pairs(CHAOS_TESTED)
+    assert [b for b, _ in chaos] == list(brokers)
+    assert sorted(p for _, p in chaos) == list(pool_kinds)
     for entry in ENTRIES:
-        assert bool(entry.skipped_tests) == (entry.durable and entry not in tested)
+        skipped, durable = entry.skipped_tests, entry.durable
+        assert (CRASH_TEST in skipped) == (durable and entry.id not in CRASH_TESTED)
+        assert (CHAOS_TEST in skipped) == (durable and entry.id not in CHAOS_TESTED)
 
 
 def test_answers_name_only_what_differs_from_the_defaults() -> None:
