@@ -100,9 +100,8 @@ def notes(results: dict[str, dict[str, dict]]) -> list[str]:
             f"Run twice, {RECONCILER} on Redis: a killed worker's unacknowledged "
             "job comes back twice, published again by the reconciler once "
             "JOB_LOST_AFTER_S has passed and restored by Redis once "
-            "VISIBILITY_TIMEOUT_S has; both copies run. A late copy of a job "
-            "already done records it started again, and if its worker is killed "
-            "too, the reconciler publishes it once more. The keyed effect is "
+            "VISIBILITY_TIMEOUT_S has; both copies run (a late copy of a job "
+            "already done leaves it done in the registry). The keyed effect is "
             "applied once."
         )
     return said
