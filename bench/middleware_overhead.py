@@ -10,7 +10,7 @@ after `prepare` wrote bench_apps.py beside it:
    within each round (order rotating), so a busy machine slows all alike.
 2. `in_process`: per-request cost without sockets or other processes: the ASGI
    apps called directly, fastest of many interleaved batches: bare,
-   + ObserveRequests (metrics and the load-shedding check, one layer), the service.
+   + observe_requests (metrics and the load-shedding check, one layer), the service.
 3. `idle_cpu`: the service's CPU use while no request arrives (the monitor
    wakes every LAG_SAMPLE_INTERVAL_MS, the watchdog about every
    LAG_THRESHOLD_MS), against the bare app's, and a loop that only sleeps as often.
@@ -95,7 +95,7 @@ from fastapi import FastAPI
 
 from {PACKAGE}.main import app as service
 from {PACKAGE}.runtime.app import health
-from {PACKAGE}.runtime.middleware import ObserveRequests
+from {PACKAGE}.runtime.middleware import observe_requests
 from {PACKAGE}.runtime.pressure import Pressure
 
 
@@ -134,7 +134,7 @@ async def main():
     async with service.router.lifespan_context(service):
         apps = {{
             "bare FastAPI": bare(),
-            "+ ObserveRequests": bare((ObserveRequests, {{"pressure": Pressure()}})),
+            "+ observe_requests": bare((observe_requests, {{"pressure": Pressure()}})),
             "service": service,
         }}
         best = dict.fromkeys(apps, float("inf"))

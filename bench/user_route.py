@@ -19,7 +19,7 @@ and wrote a bare FastAPI app with that very route beside it. Then:
    directly with a minimal scope, yielding to the loop after each request (so
    the lag monitor runs as in a server), the fastest of many interleaved
    batches, each layer on top of the one before: bare FastAPI; the route in an
-   APIRouter whose routes create_app registers on the app; + ObserveRequests
+   APIRouter whose routes create_app registers on the app; + observe_requests
    (metrics and the load-shedding check); + the rendered app's lifespan (lag monitor,
    watchdog); the full rendered app.
 3. `instructions`: what the server executes per request, counted by
@@ -122,12 +122,12 @@ def routed(lifespan=None):
 
 
 def observed(lifespan=None):
-    from bench_service.runtime.middleware import ObserveRequests
+    from bench_service.runtime.middleware import observe_requests
     from bench_service.runtime.pressure import Pressure
 
     app = routed(lifespan)
     app.state.pressure = Pressure()
-    app.add_middleware(ObserveRequests, pressure=app.state.pressure)
+    app.add_middleware(observe_requests, pressure=app.state.pressure)
     return app
 
 
@@ -147,7 +147,7 @@ def service():
 BUILD = {
     "bare FastAPI": (bare, False),
     "+ APIRouter (add_routes)": (routed, False),
-    "+ ObserveRequests": (observed, False),
+    "+ observe_requests": (observed, False),
     "+ lifespan (lag monitor)": (with_lifespan, True),
     "service": (service, True),
 }

@@ -22,7 +22,7 @@ SERVICE, BARE = "service", "bare FastAPI"
 LAYERS = [
     "bare FastAPI",
     "+ APIRouter (add_routes)",
-    "+ ObserveRequests",
+    "+ observe_requests",
     "+ lifespan (lag monitor)",
     "service",
 ]
