@@ -1,6 +1,6 @@
 """loopsafe's benchmark suite: render services, load them, write the tables and plots.
 
-    uv run python -m bench               # everything, about 18 minutes on 2 cores
+    uv run python -m bench               # everything, about 15 minutes on 2 cores
     uv run python -m bench --smoke       # seconds per scenario: does it still run?
     uv run python -m bench --only s1,s3  # some scenarios
     uv run python -m bench --template ../other-checkout  # another template tree
@@ -36,7 +36,7 @@ From a clone of loopsafe, on a quiet machine (the figures are only as steady as
 the machine: nothing else should run meanwhile):
 
 ```sh
-uv run python -m bench            # every scenario, about 18 minutes
+uv run python -m bench            # every scenario, about 15 minutes
 uv run python -m bench --only s2  # one scenario; --smoke: seconds, as a check
 ```
 
@@ -77,6 +77,8 @@ def main() -> int:
     reps = args.reps or (1 if args.smoke else 3)
     started = time.monotonic()
     about_run = {"date": time.strftime("%Y-%m-%d %H:%M %Z")} | machine()
+    # Before the run: it rewrites docs/, which is no change to the template.
+    template = commit(args.template.resolve())
     with tempfile.TemporaryDirectory(prefix="loopsafe-bench-") as temporary:
         work = args.work or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
@@ -86,7 +88,7 @@ def main() -> int:
         finally:
             kill_all()
     about_run |= {
-        "template": commit(ctx.template),
+        "template": template,
         "mode": "smoke (figures meaningless)" if args.smoke else "full",
         "repeats per figure": str(reps),
         "duration": f"{time.monotonic() - started:.0f} s",
