@@ -7,6 +7,7 @@ many short ones, instead of one of them starting last and running alone.
 """
 
 import pytest
+from combinations import CHAOS_TESTED, CRASH_TESTED
 
 # Rough cost of one test by where it is, longest first (seconds on 2 cores).
 COST = {
@@ -20,7 +21,14 @@ COST = {
 def expected_cost(item: pytest.Item) -> float:
     cost = COST.get(item.path.name, 1)
     # Durable combinations start Celery workers and kill them: twice as long.
-    return cost * 2 if "durable" in item.name else cost
+    cost *= 2 if "durable" in item.name else 1
+    if item.path.name == "test_render.py":
+        # The crash and chaos tests and OpenTelemetry's add a minute or two:
+        # started last, one of them runs alone at the end.
+        combination = item.name.partition("[")[2].rstrip("]")
+        cost += 50 * (combination in CRASH_TESTED) + 100 * (combination in CHAOS_TESTED)
+        cost += 100 * combination.endswith("-otel")
+    return cost
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -203,8 +203,8 @@ def assert_clean_merge(project: Path) -> None:
 def assert_project_passes(project: Path, *tests: str) -> None:
     git("add", "--all", cwd=project)  # pre-commit checks what is staged or tracked
     uv("sync", "--quiet", cwd=project)
-    uv("run", "ruff", "check", ".", cwd=project)
-    uv("run", "ruff", "format", "--check", "--diff", ".", cwd=project)
+    # The project's hooks: ruff check, ruff format --check, no conflict markers,
+    # no .rej files, on every tracked file.
     uv("run", "pre-commit", "run", "--all-files", cwd=project)
     uv("run", "pytest", "-q", "-p", "no:cacheprovider", *tests, cwd=project)
 
