@@ -217,7 +217,9 @@ def test(args: list[str]) -> int:
     if any(shard.lint for shard in selected):
         sh(uv, "run", "ruff", "check", ".")
         sh(uv, "run", "ruff", "format", "--check", ".")
-    workers = ["-n", str(PYTEST_WORKERS)]
+    # One test handed out at a time (xdist's default hands each worker a run of
+    # consecutive tests first: the longest ones, all to the first worker).
+    workers = ["-n", str(PYTEST_WORKERS), "--maxschedchunk", "1"]
     pytest = [uv, "run", "pytest", *workers, *pytest_options, *selection]
     return subprocess.run(pytest, cwd=REPO, check=False).returncode
 

@@ -1,7 +1,8 @@
 """The suite's order: longest tests first.
 
-pytest-xdist hands tests to its workers in collection order, each taking the
-next when it is free: started first, the long tests (a durable combination's
+pytest-xdist hands tests to its workers in collection order, one at a time
+with `--maxschedchunk 1` (dev.py passes it), each worker taking the next when
+it is free: started first, the long tests (a durable combination's
 suite runs real workers and brokers for minutes) overlap each other and the
 many short ones, instead of one of them starting last and running alone.
 """
