@@ -8,7 +8,7 @@ many short ones, instead of one of them starting last and running alone.
 """
 
 import pytest
-from combinations import CHAOS_TESTED, CRASH_TESTED
+from combinations import CHAOS_TESTED, CRASH_TESTED, Combination
 
 # Rough cost of one test by where it is, longest first (seconds on 2 cores).
 COST = {
@@ -26,9 +26,10 @@ def expected_cost(item: pytest.Item) -> float:
     if item.path.name == "test_render.py":
         # The crash and chaos tests and OpenTelemetry's add a minute or two:
         # started last, one of them runs alone at the end.
-        combination = item.name.partition("[")[2].rstrip("]")
-        cost += 50 * (combination in CRASH_TESTED) + 100 * (combination in CHAOS_TESTED)
-        cost += 100 * combination.endswith("-otel")
+        combination: Combination = item.callspec.params["combination"]
+        cost += 50 * (combination.id in CRASH_TESTED)
+        cost += 100 * (combination.id in CHAOS_TESTED)
+        cost += 100 * combination.opentelemetry
     return cost
 
 
