@@ -31,12 +31,23 @@ def test_combination(combination: Combination, tmp_path: Path) -> None:
     assert (package / "tasks.py").exists() == combination.durable
     telemetry = package / "runtime" / "telemetry.py"
     assert telemetry.exists() == combination.opentelemetry
-    for skipped in combination.skipped_tests:
-        assert (project / skipped).exists(), skipped
-    check_rendered(project, ignore=combination.skipped_tests)
+    assert_tests_exist(project, combination.skipped_tests)
+    check_rendered(project, deselect=combination.skipped_tests)
 
 
-def check_rendered(project: Path, ignore: tuple[str, ...] = ()) -> None:
+def assert_tests_exist(project: Path, node_ids: tuple[str, ...]) -> None:
+    """Each node id names a test there: `--deselect` ignores one that does not."""
+    for node_id in node_ids:
+        path, _, test = node_id.partition("::")
+        assert (project / path).exists(), node_id
+        function, _, database = test.partition("[")
+        assert not function or f"def {function}(" in (project / path).read_text()
+        if database:
+            testing = project / "src" / "my_service" / "runtime" / "testing.py"
+            assert 'params=["sqlite", "postgresql"]' in testing.read_text()
+
+
+def check_rendered(project: Path, deselect: tuple[str, ...] = ()) -> None:
     """No Jinja left, valid workflows, lint-clean, formatted, and its own tests pass."""
     files = rendered_files(project)
     assert not [f for f in files if f.suffix == ".jinja"], "unrendered .jinja file"
@@ -54,5 +65,5 @@ def check_rendered(project: Path, ignore: tuple[str, ...] = ()) -> None:
     uv("sync", "--quiet", cwd=project)
     uv("run", "ruff", "check", ".", cwd=project)
     uv("run", "ruff", "format", "--check", "--diff", ".", cwd=project)
-    ignored = [f"--ignore={path}" for path in ignore]
-    uv("run", "pytest", "-q", "-p", "no:cacheprovider", *ignored, cwd=project)
+    deselected = [f"--deselect={node_id}" for node_id in deselect]
+    uv("run", "pytest", "-q", "-p", "no:cacheprovider", *deselected, cwd=project)

@@ -27,6 +27,8 @@ from combinations import (
     CHAOS_TESTED,
     CRASH_TEST,
     CRASH_TESTED,
+    DATABASE_TESTS,
+    DATABASES,
     DEFAULT_PYTHON,
     ENTRIES,
     EVERY_PYTHON,
@@ -401,23 +403,43 @@ def test_combination_list() -> None:
 def test_crash_tests_run_once_per_broker_and_worker_pool() -> None:
     """The durable preset differs by broker and pool (threads or prefork): the
     crash tests run on exactly one entry of each pair, the chaos test on one
-    entry per broker, one on each pool, and neither anywhere else."""
+    entry per broker, one on each pool, and neither anywhere else. Their tests
+    on both databases run on one per entry: each database meets each broker and
+    each pool in the crash tests, and both are chaos-tested."""
     pools = {"async_io": "threads", "blocking_io": "threads"}
 
-    def pairs(ids: tuple[str, ...]) -> list[tuple[str | None, str]]:
-        tested = [entry for entry in ENTRIES if entry.id in ids]
-        assert len(tested) == len(ids)
-        return sorted((e.broker, pools.get(e.workload, "prefork")) for e in tested)
+    def pairs(tested: dict[str, str]) -> list[tuple[str | None, str, str]]:
+        entries = [entry for entry in ENTRIES if entry.id in tested]
+        assert len(entries) == len(tested)
+        return sorted(
+            (e.broker, pools.get(e.workload, "prefork"), tested[e.id]) for e in entries
+        )
 
     brokers, pool_kinds = ("rabbitmq", "redis"), ("prefork", "threads")
-    assert pairs(CRASH_TESTED) == [(b, p) for b in brokers for p in pool_kinds]
+    crash = pairs(CRASH_TESTED)
+    every_pair = [(b, p) for b in brokers for p in pool_kinds]
+    assert [(b, p) for b, p, _ in crash] == every_pair
+    for database in DATABASES:
+        assert sorted(b for b, _, d in crash if d == database) == list(brokers)
+        assert sorted(p for _, p, d in crash if d == database) == list(pool_kinds)
     chaos = pairs(CHAOS_TESTED)
-    assert [b for b, _ in chaos] == list(brokers)
-    assert sorted(p for _, p in chaos) == list(pool_kinds)
+    assert [b for b, _, _ in chaos] == list(brokers)
+    assert sorted(p for _, p, _ in chaos) == list(pool_kinds)
+    assert sorted(d for _, _, d in chaos) == sorted(DATABASES)
     for entry in ENTRIES:
         skipped, durable = entry.skipped_tests, entry.durable
         assert (CRASH_TEST in skipped) == (durable and entry.id not in CRASH_TESTED)
         assert (CHAOS_TEST in skipped) == (durable and entry.id not in CHAOS_TESTED)
+        one_database = [node for node in skipped if "[" in node]
+        expected = [
+            f"{path}::{test}[{other}]"
+            for path, tested in ((CRASH_TEST, CRASH_TESTED), (CHAOS_TEST, CHAOS_TESTED))
+            if entry.id in tested
+            for test in DATABASE_TESTS[path]
+            for other in DATABASES
+            if other != tested[entry.id]
+        ]
+        assert one_database == expected
 
 
 def test_answers_name_only_what_differs_from_the_defaults() -> None:
