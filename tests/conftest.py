@@ -13,7 +13,7 @@ from combinations import CHAOS_TESTED, CRASH_TESTED, Combination
 # Rough cost of one test by where it is, longest first (seconds on 2 cores).
 COST = {
     "test_render.py": 100,  # a rendered project's whole suite
-    "test_update.py": 40,  # a copy, an update and the wiring tests
+    "test_update.py": 20,  # copies and an update; for answer changes, the wiring tests
     "test_bench.py": 150,  # the benchmarks' smoke run: every scenario, briefly
     "test_container.py": 10,
 }

@@ -1,4 +1,6 @@
-"""Every supported combination renders without trust, lints clean, passes its tests."""
+"""Every supported combination renders without trust, lints clean and passes its
+tests, with the edits users make first (tests/user_edits.py): tests/test_update.py
+checks that an update from the previous release gives this same project."""
 
 import re
 from pathlib import Path
@@ -6,6 +8,7 @@ from pathlib import Path
 import pytest
 from combinations import COMBINATIONS, Combination
 from helpers import render, run, uv
+from user_edits import make_user_edits
 
 # Jinja left in a rendered file. `${{` is GitHub Actions' own syntax, not Jinja's.
 LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
@@ -32,7 +35,11 @@ def test_combination(combination: Combination, tmp_path: Path) -> None:
     telemetry = package / "runtime" / "telemetry.py"
     assert telemetry.exists() == combination.opentelemetry
     assert_tests_exist(project, combination.skipped_tests)
-    check_rendered(project, deselect=combination.skipped_tests)
+    check_rendered(project)
+    # A route, a module and its test, a README section, a `.env`, `uv add`:
+    # the suite below runs the user's test too.
+    make_user_edits(project)
+    check_suite(project, deselect=combination.skipped_tests)
 
 
 def assert_tests_exist(project: Path, node_ids: tuple[str, ...]) -> None:
@@ -47,8 +54,8 @@ def assert_tests_exist(project: Path, node_ids: tuple[str, ...]) -> None:
             assert 'params=["sqlite", "postgresql"]' in testing.read_text()
 
 
-def check_rendered(project: Path, deselect: tuple[str, ...] = ()) -> None:
-    """No Jinja left, valid workflows, lint-clean, formatted, and its own tests pass."""
+def check_rendered(project: Path) -> None:
+    """No Jinja left, no .jinja file, valid workflows."""
     files = rendered_files(project)
     assert not [f for f in files if f.suffix == ".jinja"], "unrendered .jinja file"
     leftovers = [
@@ -62,6 +69,9 @@ def check_rendered(project: Path, deselect: tuple[str, ...] = ()) -> None:
     workflows = (project / ".github" / "workflows").glob("*.yml")
     run("actionlint", *sorted(map(str, workflows)), cwd=project)
 
+
+def check_suite(project: Path, deselect: tuple[str, ...] = ()) -> None:
+    """Lint-clean, formatted, and its own tests pass."""
     uv("sync", "--quiet", cwd=project)
     uv("run", "ruff", "check", ".", cwd=project)
     uv("run", "ruff", "format", "--check", "--diff", ".", cwd=project)
