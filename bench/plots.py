@@ -1,5 +1,6 @@
 """The suite's plots, PNG files: grouped bars of repeated figures, time series."""
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -113,12 +114,7 @@ def idle_and_loaded_p99(
     bars(
         path,
         title,
-        [
-            label.replace(": ", ":\n")
-            .replace("loopsafe ", "loopsafe\n")
-            .replace(", workers", ",\nworkers")
-            for label in labels
-        ],
+        [textwrap.fill(label, 17) for label in labels],  # six bars side by side
         {
             "idle": [in_ms(figures[label]["idle_p99"]) for label in labels],
             "under load": [in_ms(figures[label]["loaded_p99"]) for label in labels],
