@@ -11,9 +11,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def render(
-    dst: Path, answers: dict[str, str], src: Path = REPO, quiet: bool = True
+    dst: Path,
+    answers: dict[str, str],
+    src: Path = REPO,
+    quiet: bool = True,
+    vcs_ref: str = "HEAD",
 ) -> Path:
-    """Render `src` (its HEAD plus uncommitted changes) without trust."""
+    """Render `src` at `vcs_ref` without trust (HEAD: with uncommitted changes)."""
     copier.run_copy(
         str(src),
         dst,
@@ -21,7 +25,7 @@ def render(
         defaults=True,
         unsafe=False,
         quiet=quiet,
-        vcs_ref="HEAD",
+        vcs_ref=vcs_ref,
     )
     return dst
 

@@ -2,11 +2,12 @@
 tests, with the edits users make first (tests/user_edits.py): tests/test_update.py
 checks that an update from the previous release gives this same project."""
 
+import json
 import re
 from pathlib import Path
 
 import pytest
-from combinations import COMBINATIONS, Combination
+from combinations import COMBINATIONS, DATABASES, Combination
 from helpers import render, run, uv
 from user_edits import make_user_edits
 
@@ -51,7 +52,7 @@ def assert_tests_exist(project: Path, node_ids: tuple[str, ...]) -> None:
         assert not function or f"def {function}(" in (project / path).read_text()
         if database:
             testing = project / "src" / "my_service" / "runtime" / "testing.py"
-            assert 'params=["sqlite", "postgresql"]' in testing.read_text()
+            assert f"params={json.dumps(list(DATABASES))}" in testing.read_text()
 
 
 def check_rendered(project: Path) -> None:
