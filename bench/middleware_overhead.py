@@ -4,13 +4,16 @@ Scenario 4 calls these on the rendered async_io service (load shedding on),
 after `prepare` wrote bench_apps.py beside it:
 
 1. `throughput`: requests per second wrk gets from GET /health on the service,
-   on a bare FastAPI app serving the very same handler, and, for scale, on that
+   on a bare FastAPI app serving the very same handler, as FastAPI() comes and
+   with FastAPI's own OpenTelemetry hooks off, as the service has them (what
+   the two differ by is the service's own layers), and, for scale, on that
    bare app behind a no-op BaseHTTPMiddleware. One uvicorn worker each, same
-   settings, server and wrk pinned to different cores; the variants take turns
-   within each round (order rotating), so a busy machine slows all alike.
+   settings; each round fresh servers side by side on core 0, loaded at once
+   by one wrk each on core 1, so a busy machine slows all alike.
 2. `in_process`: per-request cost without sockets or other processes: the ASGI
-   apps called directly, fastest of many interleaved batches: bare,
-   + observe_requests (metrics and the load-shedding check, one layer), the service.
+   apps called directly, fastest of many interleaved batches: bare, bare with
+   FastAPI's telemetry off, + observe_requests (metrics and the load-shedding
+   check, one layer), the service.
 3. `idle_cpu`: the service's CPU use while no request arrives (the monitor
    wakes every LAG_SAMPLE_INTERVAL_MS, the watchdog about every
    LAG_THRESHOLD_MS), against the bare app's, and a loop that only sleeps as often.
@@ -23,11 +26,12 @@ import json
 import re
 import statistics
 import subprocess
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
-from .services import Project, Server, pinned, project_env, wrk
+from .services import Project, Server, pinned, project_env, wrk_at_once
 
 CONNECTIONS = 32
 
@@ -51,7 +55,13 @@ from {PACKAGE}.runtime.app import health
 bare = FastAPI()
 bare.add_api_route("/health", health)
 
-base_http = FastAPI()
+# FastAPI's own OpenTelemetry hooks off, as the service has them: what this
+# one and the service differ by is the service's own layers.
+OFF = {{"tracing": False, "metrics": False, "logs": False}}
+bare_quiet = FastAPI(telemetry=OFF)
+bare_quiet.add_api_route("/health", health)
+
+base_http = FastAPI(telemetry=OFF)
 base_http.add_api_route("/health", health)
 
 
@@ -99,8 +109,12 @@ from {PACKAGE}.runtime.middleware import observe_requests
 from {PACKAGE}.runtime.pressure import Pressure
 
 
-def bare(*middleware):
-    app = FastAPI()
+# FastAPI's own OpenTelemetry hooks off, as the service has them.
+OFF = {{"tracing": False, "metrics": False, "logs": False}}
+
+
+def bare(*middleware, **options):
+    app = FastAPI(**options)
     app.add_api_route("/health", health)
     for cls, options in middleware:
         app.add_middleware(cls, **options)
@@ -134,7 +148,10 @@ async def main():
     async with service.router.lifespan_context(service):
         apps = {{
             "bare FastAPI": bare(),
-            "+ observe_requests": bare((observe_requests, {{"pressure": Pressure()}})),
+            "bare FastAPI, its telemetry off": bare(telemetry=OFF),
+            "+ observe_requests": bare(
+                (observe_requests, {{"pressure": Pressure()}}), telemetry=OFF
+            ),
             "service": service,
         }}
         best = dict.fromkeys(apps, float("inf"))
@@ -185,33 +202,57 @@ def serving(project: Project, target: str, log_dir: Path, **env: str) -> Server:
 def throughput(
     project: Project, log_dir: Path, rounds: int, seconds: float, idle_s: float
 ) -> tuple[dict[str, list[float]], dict[str, float], list[float], list[float]]:
-    """Requests per second per variant and round; and, on the servers of the
-    first round, their idle CPU before the load (`idle_cpu`), and on the
-    service's last, after it, the stall detection (`stall_detection`)."""
-    variants = {
-        "service": "service",
-        "bare FastAPI": "bare",
-        "BaseHTTPMiddleware": "base_http",
-    }
-    rps: dict[str, list[float]] = {name: [] for name in variants}
+    """Requests per second per variant and round: every round, a fresh server of
+    each variant, side by side on core 0 and loaded at once, one wrk each on
+    core 1 (see user_route.throughput: why side by side); and, on the servers
+    of the first round, their idle CPU before the load (`idle_cpu`), and on the
+    service of the last, after it, the stall detection (`stall_detection`)."""
+    names = list(VARIANTS)
+    rps: dict[str, list[float]] = {name: [] for name in names}
     idle: dict[str, float] = {}
-    names = list(variants)
     for round_ in range(rounds):
-        order = names[round_ % 3 :] + names[: round_ % 3]
-        for name in order:
-            # A warning for every stall; no shedding, which would refuse the next.
-            env = STALL_ENV if name == "service" else {}
-            with serving(project, variants[name], log_dir, **env) as server:
-                if round_ == 0 and name in ("service", "bare FastAPI"):
-                    idle[name] = idle_cpu(server, idle_s)
-                wrk(server.port, "/health", 1, CONNECTIONS, core=1)  # warm up
-                rps[name].append(
-                    wrk(server.port, "/health", seconds, CONNECTIONS, core=1)[0]
-                )
-                if round_ == rounds - 1 and name == "service":
-                    warn_ms, visible_ms = stall_detection(server)
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        # A warning for every stall; no shedding, which would refuse the next.
+        servers = {
+            name: serving(
+                project,
+                VARIANTS[name],
+                log_dir,
+                **(STALL_ENV if name == SERVICE else {}),
+            )
+            for name in order
+        }
+        try:
+            for server in servers.values():
+                server.launch()
+            for server in servers.values():
+                server.wait_ready()
+            if round_ == 0:
+                for name in (SERVICE, BARE):
+                    idle[name] = idle_cpu(servers[name], idle_s)
+            ports = {name: server.port for name, server in servers.items()}
+            wrk_at_once(ports, "/health", 1, CONNECTIONS, core=1)  # warm up
+            for name, (served, _) in wrk_at_once(
+                ports, "/health", seconds, CONNECTIONS, core=1
+            ).items():
+                rps[name].append(served)
+            if round_ == rounds - 1:
+                warn_ms, visible_ms = stall_detection(servers[SERVICE])
+        finally:
+            for server in servers.values():
+                server.stop()
     idle["sleep(20 ms) loop"] = sleeper_cpu(project, idle_s)
     return rps, idle, warn_ms, visible_ms
+
+
+SERVICE, BARE = "service", "bare FastAPI"
+# The variants compared: name -> app in bench_apps.py.
+VARIANTS = {
+    SERVICE: "service",
+    BARE: "bare",
+    "bare FastAPI, its telemetry off": "bare_quiet",
+    "BaseHTTPMiddleware": "base_http",
+}
 
 
 def in_process(project: Project, batches: int) -> dict[str, float]:
@@ -318,14 +359,16 @@ def plot(
         label = f"{ratios[name]:.2f}x bare"
         top = max(rps[name])
         axes[0].annotate(label, (i, top), ha="center", va="bottom")
-    axes[0].tick_params(axis="x", labelrotation=15)
-    axes[0].set_title("GET /health over HTTP, 1 worker")
+    axes[0].set_xticks(range(len(names)), [textwrap.fill(n, 16) for n in names])
+    axes[0].set_title("GET /health over HTTP, side by side on one core")
     axes[0].set_ylabel("requests/s (bars: median; dots: rounds)")
 
-    axes[1].bar(list(per_request), list(per_request.values()), color=colors)
+    axes[1].bar(range(len(per_request)), list(per_request.values()), color=colors)
+    axes[1].set_xticks(
+        range(len(per_request)), [textwrap.fill(n, 16) for n in per_request]
+    )
     axes[1].set_title("GET /health in-process (fastest batch)")
     axes[1].set_ylabel("µs per request")
-    axes[1].tick_params(axis="x", labelrotation=15)
 
     axes[2].bar(list(idle), list(idle.values()), color=colors)
     axes[2].set_title("CPU while idle")

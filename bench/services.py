@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -327,6 +327,21 @@ def wrk(
     if rps is None or count is None:
         raise RuntimeError(f"no figures in wrk's output:\n{out}")
     return float(rps.group(1)), int(count.group(1))
+
+
+def wrk_at_once(
+    ports: dict[str, int], path: str, seconds: float, connections: int, core: int
+) -> dict[str, tuple[float, int]]:
+    """`wrk` against every server at the same time, one wrk each, all on `core`:
+    servers sharing a core for the same seconds share whatever the machine's
+    other load takes from it, so the ratio of their throughputs is the ratio
+    of what each serves on a core of its own."""
+    with ThreadPoolExecutor(len(ports)) as pool:
+        runs = {
+            name: pool.submit(wrk, port, path, seconds, connections, core)
+            for name, port in ports.items()
+        }
+        return {name: run.result() for name, run in runs.items()}
 
 
 def tcp_ready(port: int, process: subprocess.Popen, timeout: float = 10) -> None:

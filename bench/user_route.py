@@ -8,20 +8,24 @@ examples on: the realistic worst case) after `prepare` appended to its
     async def hello() -> dict[str, str]:
         return {"hello": "world"}
 
-and wrote a bare FastAPI app with that very route beside it. Then:
+and wrote beside it two bare FastAPI apps with that very route: FastAPI() as
+it comes, and FastAPI with its own OpenTelemetry hooks off, as the service has
+them (they look for configured providers on every request). Then:
 
 1. `throughput`: requests per second wrk (one thread, 32 connections) gets from
-   GET /hello on the service and on the bare app: uvicorn, one worker, no
-   access log, the same settings for both, pinned to core 0, wrk to core 1, a
-   fresh server per measurement, warmed up first. The two take turns in pairs
-   (order alternating); each pair gives a ratio, service / bare.
+   GET /hello on the service and on both bare apps: uvicorn, one worker, no
+   access log, the same settings for all, each round three fresh servers
+   side by side on core 0, loaded at once by one wrk each on core 1, warmed
+   up first. Each round gives the ratios service ÷ bare (the goal), service ÷
+   telemetry-off bare (what the service's own layers cost) and the servers'
+   CPU time per request.
 2. `in_process`: per-request cost without sockets, each ASGI app called
    directly with a minimal scope, yielding to the loop after each request (so
    the lag monitor runs as in a server), the fastest of many interleaved
-   batches, each layer on top of the one before: bare FastAPI; the route in an
-   APIRouter whose routes create_app registers on the app; + observe_requests
-   (metrics and the load-shedding check); + the rendered app's lifespan (lag monitor,
-   watchdog); the full rendered app.
+   batches, each layer on top of the one before: bare FastAPI; its telemetry
+   off; the route in an APIRouter whose routes create_app registers on the
+   app; + observe_requests (metrics and the load-shedding check); + the
+   rendered app's lifespan (lag monitor, watchdog); the full rendered app.
 3. `instructions`: what the server executes per request, counted by
    cachegrind (valgrind): the same figure on a quiet machine and a busy one,
    where the two above are as noisy as the machine. Each app is served under
@@ -36,6 +40,7 @@ and wrote a bare FastAPI app with that very route beside it. Then:
 """
 
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -47,7 +52,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .services import Project, Server, free_port, pinned, project_env, wrk
+from .services import Project, Server, free_port, pinned, project_env, wrk_at_once
 
 GOAL = 0.97
 CONNECTIONS = 32
@@ -57,16 +62,22 @@ USER_ROUTE = """
 async def hello() -> dict[str, str]:
     return {"hello": "world"}
 """
-BARE_APP = '''"""Bare FastAPI with the user's route, to compare the service with."""
+BARE_APP = '''"""Bare FastAPI with the user's route, to compare the service with: as
+FastAPI() comes, and with FastAPI's own OpenTelemetry hooks off, as the service
+has them when OpenTelemetry is not asked for."""
 
 from fastapi import FastAPI
 
-app = FastAPI()
 
-
-@app.get("/hello")
 async def hello() -> dict[str, str]:
     return {"hello": "world"}
+
+
+app = FastAPI()
+app.add_api_route("/hello", hello)
+OFF = {"tracing": False, "metrics": False, "logs": False}
+app_without_telemetry = FastAPI(telemetry=OFF)
+app_without_telemetry.add_api_route("/hello", hello)
 '''
 
 # Run by the project's Python: µs per request of each layer, called directly.
@@ -81,7 +92,7 @@ from time import perf_counter
 import uvloop
 from fastapi import APIRouter, FastAPI
 
-from bare_app import hello
+from bare_app import OFF, hello
 
 layers, rounds, requests = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3])
 
@@ -104,19 +115,20 @@ async def send(message):
         status.append(message["status"])
 
 
-def bare():
-    app = FastAPI()
+def bare(**options):
+    app = FastAPI(**options)
     app.add_api_route("/hello", hello)
     return app
 
 
 def routed(lifespan=None):
-    # As create_app adds routes.router: each route registered on the app itself.
+    # As create_app builds the app (FastAPI's telemetry off) and adds
+    # routes.router: each route registered on the app itself.
     from bench_service.runtime.app import add_routes
 
     router = APIRouter()
     router.add_api_route("/hello", hello)
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=lifespan, telemetry=OFF)
     add_routes(app, router)
     return app
 
@@ -146,6 +158,7 @@ def service():
 
 BUILD = {
     "bare FastAPI": (bare, False),
+    "FastAPI's telemetry off": (partial(bare, telemetry=OFF), False),
     "+ APIRouter (add_routes)": (routed, False),
     "+ observe_requests": (observed, False),
     "+ lifespan (lag monitor)": (with_lifespan, True),
@@ -191,9 +204,12 @@ def prepare(project: Project) -> None:
     (project.path / "bare_app.py").write_text(BARE_APP)
 
 
-def serving(project: Project, app: str, log_dir: Path) -> Server:
-    """uvicorn serving `app` from the project, pinned to core 0."""
-    server = Server("user-route", project.python, app, project.path, log_dir=log_dir)
+def serving(project: Project, name: str, log_dir: Path) -> Server:
+    """uvicorn serving the app `name` (see APPS) from the project, on core 0."""
+    app = APPS[name](project)
+    server = Server(
+        f"user-route-{name}", project.python, app, project.path, log_dir=log_dir
+    )
     server.core, server.ready_path = 0, "/hello"
     return server
 
@@ -201,31 +217,67 @@ def serving(project: Project, app: str, log_dir: Path) -> Server:
 def throughput(
     project: Project, pairs: int, seconds: float, warmup: float, log_dir: Path
 ) -> list[dict]:
-    """Service and bare app in turns, a fresh server each: one ratio per pair.
+    """The apps side by side, fresh servers each round: one set of ratios per round.
 
-    Also the server's CPU time per request. While the server has its core to
-    itself it is saturated, and bare µs ÷ service µs equals the throughput
-    ratio; when other processes take turns on its core, its throughput drops
-    but its CPU time per request much less, and this ratio is the steadier.
+    Each round starts the three servers on core 0 and loads them at once, each
+    with its own wrk on core 1, so they share the core for the same seconds:
+    what the machine's other load takes, it takes from all three, and the
+    ratio of their throughputs is the ratio of what each serves on a core of
+    its own. One app after the other instead, 5 s each, the ratio of a pair
+    ranged from 0.79 to 1.17 here, as the machine's speed drifted between the
+    two runs.
+    Fresh processes every round: the same app differs by a few percent from
+    one process to the next (hash seeds, memory layout). The order in which
+    the servers start and wrk connects turns every round.
+
+    Also each server's CPU time per request: bare µs ÷ service µs.
     """
-    apps = {"service": f"{project.package}.main:app", "bare": "bare_app:app"}
     results = []
     for pair in range(pairs):
-        order = ["bare", "service"] if pair % 2 == 0 else ["service", "bare"]
-        figures = {"load": os.getloadavg()[0]}
-        for name in order:
-            with serving(project, apps[name], log_dir) as server:
-                wrk(server.port, "/hello", warmup, CONNECTIONS, core=1)
-                cpu = server.cpu_seconds()
-                figures[name], answered = wrk(
-                    server.port, "/hello", seconds, CONNECTIONS, core=1
-                )
-                cpu = server.cpu_seconds() - cpu
-            figures[f"{name}_cpu_us"] = cpu / answered * 1e6
+        order = list(APPS)[pair % len(APPS) :] + list(APPS)[: pair % len(APPS)]
+        figures: dict[str, float] = {"load": os.getloadavg()[0]}
+        servers = {name: serving(project, name, log_dir) for name in order}
+        try:
+            for server in servers.values():
+                server.launch()
+            for server in servers.values():
+                server.wait_ready()
+            wrk_at_once(ports(servers), "/hello", warmup, CONNECTIONS, core=1)
+            cpu = {name: server.cpu_seconds() for name, server in servers.items()}
+            answered = wrk_at_once(ports(servers), "/hello", seconds, CONNECTIONS, 1)
+            for name, server in servers.items():
+                requests_per_s, count = answered[name]
+                figures[name] = requests_per_s
+                used = server.cpu_seconds() - cpu[name]
+                figures[f"{name}_cpu_us"] = used / count * 1e6
+        finally:
+            for server in servers.values():
+                server.stop()
         figures["ratio"] = figures["service"] / figures["bare"]
+        figures["own_ratio"] = figures["service"] / figures["bare_quiet"]
+        figures["telemetry_ratio"] = figures["bare_quiet"] / figures["bare"]
         figures["cpu_ratio"] = figures["bare_cpu_us"] / figures["service_cpu_us"]
         results.append(figures)
     return results
+
+
+LABELS = {
+    "bare": "bare FastAPI",
+    "bare_quiet": "bare FastAPI, its telemetry off",
+    "service": "service",
+}
+
+
+def ports(servers: dict[str, Server]) -> dict[str, int]:
+    return {name: server.port for name, server in servers.items()}
+
+
+# The apps compared, each as uvicorn's "module:attribute" in the project.
+APPS = {
+    "bare": lambda project: "bare_app:app",
+    "bare_quiet": lambda project: "bare_app:app_without_telemetry",
+    "service": lambda project: f"{project.package}.main:app",
+}
 
 
 def in_process(
@@ -256,44 +308,55 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
     xs = range(1, len(pairs) + 1)
-    for name, color in (("bare", "#4c72b0"), ("service", "#dd8452")):
-        axes[0].plot(xs, [p[name] for p in pairs], "o-", color=color, label=name)
+    for name, color in (
+        ("bare", "#4c72b0"),
+        ("bare_quiet", "#937860"),
+        ("service", "#dd8452"),
+    ):
+        label = LABELS[name]
+        axes[0].plot(xs, [p[name] for p in pairs], "o-", color=color, label=label)
     axes[0].set_ylim(bottom=0)
     for ax in axes[:2]:
         ax.set_xticks(list(xs))
-    axes[0].set_title("GET /hello over HTTP, 1 worker (wrk)")
-    axes[0].set_xlabel("pair")
+    axes[0].set_title("GET /hello over HTTP, side by side on one core (wrk)")
+    axes[0].set_xlabel("round")
     axes[0].set_ylabel("requests/s")
-    axes[0].legend(loc="lower right")
+    axes[0].legend(loc="lower right", fontsize="small")
 
     ratios = [p["ratio"] for p in pairs]
     axes[1].plot(xs, ratios, "o-", color="#55a868", label="req/s: service ÷ bare")
     cpu = [p["cpu_ratio"] for p in pairs]
     axes[1].plot(xs, cpu, "s--", color="#8172b3", label="CPU µs/req: bare ÷ service")
+    own = [p["own_ratio"] for p in pairs]
+    axes[1].plot(
+        xs, own, "^:", color="#937860", label="req/s: service ÷ telemetry-off bare"
+    )
     axes[1].axhline(GOAL, color="grey", linestyle="--", label=f"goal {GOAL}")
     median = statistics.median(ratios)
     axes[1].axhline(
         median, color="#55a868", linestyle=":", label=f"median {median:.3f}"
     )
     axes[1].set_ylim(
-        min([*ratios, *cpu, GOAL]) - 0.05, max([*ratios, *cpu, 1.0]) + 0.05
+        min([*ratios, *cpu, *own, GOAL]) - 0.05, max([*ratios, *cpu, *own, 1.0]) + 0.05
     )
-    axes[1].set_title("Throughput ratio per pair")
-    axes[1].set_xlabel("pair")
+    axes[1].set_title("Throughput ratio per round")
+    axes[1].set_xlabel("round")
     axes[1].legend(loc="best", fontsize="small")
 
     names = list(layers)
     values = list(layers.values())
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
     bars = axes[2].bar(range(len(names)), values, color=colors[: len(names)])
-    base = layers["bare FastAPI"]
-    labels = [f"{values[0]:.1f}"] + [f"+{value - base:.1f}" for value in values[1:]]
+    # Each layer's own cost: its figure less the one before it.
+    labels = [f"{values[0]:.1f}"] + [
+        f"{value - before:+.1f}" for before, value in itertools.pairwise(values)
+    ]
     axes[2].bar_label(bars, labels=labels)
     axes[2].set_xticks(
         range(len(names)), [textwrap.fill(n, 12, break_long_words=False) for n in names]
     )
     axes[2].tick_params(axis="x", labelsize=8)
-    axes[2].set_title("GET /hello in-process (fastest batch)")
+    axes[2].set_title("GET /hello in-process (fastest batch; each layer's own cost)")
     axes[2].set_ylabel("µs per request")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
