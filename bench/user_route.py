@@ -80,21 +80,56 @@ app_without_telemetry = FastAPI(telemetry=OFF)
 app_without_telemetry.add_api_route("/hello", hello)
 '''
 
-# Run by the project's Python: µs per request of each layer, called directly.
-# argv: the layers to measure, rounds, requests per batch; prints JSON.
-IN_PROCESS = """
-import asyncio
-import json
-import sys
-from functools import partial
-from time import perf_counter
+# The service's layers, each on the one before, for the route: written beside
+# the service as bench_layers.py and served like the apps above.
+LAYERS_APP = '''"""The user's route on the service's layers, each on the one before."""
 
-import uvloop
+from functools import partial
+
 from fastapi import APIRouter, FastAPI
 
 from bare_app import OFF, hello
+from bench_service.runtime.app import add_routes, lifespan
+from bench_service.runtime.middleware import observe_requests
+from bench_service.runtime.pressure import Pressure
+from bench_service.settings import get_settings
 
-layers, rounds, requests = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3])
+
+def routed_app(lifespan=None):
+    # As create_app builds the app (FastAPI's telemetry off) and adds
+    # routes.router: each route registered on the app itself.
+    router = APIRouter()
+    router.add_api_route("/hello", hello)
+    app = FastAPI(lifespan=lifespan, telemetry=OFF)
+    add_routes(app, router)
+    return app
+
+
+def observed_app(lifespan=None):
+    app = routed_app(lifespan)
+    app.state.pressure = Pressure()
+    app.add_middleware(observe_requests, pressure=app.state.pressure)
+    return app
+
+
+routed = routed_app()
+observed = observed_app()
+with_lifespan = observed_app(partial(lifespan, get_settings=get_settings))
+'''
+
+# Run by the project's Python: µs per request of each layer, called directly.
+# argv: the apps to measure ("module:attribute"), rounds, requests per batch;
+# prints JSON.
+IN_PROCESS = """
+import asyncio
+import importlib
+import json
+import sys
+from time import perf_counter
+
+import uvloop
+
+targets, rounds, requests = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3])
 
 SCOPE = {
     "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -115,55 +150,9 @@ async def send(message):
         status.append(message["status"])
 
 
-def bare(**options):
-    app = FastAPI(**options)
-    app.add_api_route("/hello", hello)
-    return app
-
-
-def routed(lifespan=None):
-    # As create_app builds the app (FastAPI's telemetry off) and adds
-    # routes.router: each route registered on the app itself.
-    from bench_service.runtime.app import add_routes
-
-    router = APIRouter()
-    router.add_api_route("/hello", hello)
-    app = FastAPI(lifespan=lifespan, telemetry=OFF)
-    add_routes(app, router)
-    return app
-
-
-def observed(lifespan=None):
-    from bench_service.runtime.middleware import observe_requests
-    from bench_service.runtime.pressure import Pressure
-
-    app = routed(lifespan)
-    app.state.pressure = Pressure()
-    app.add_middleware(observe_requests, pressure=app.state.pressure)
-    return app
-
-
-def with_lifespan():
-    from bench_service.runtime.app import lifespan
-    from bench_service.settings import get_settings
-
-    return observed(partial(lifespan, get_settings=get_settings))
-
-
-def service():
-    from bench_service.main import app
-
-    return app
-
-
-BUILD = {
-    "bare FastAPI": (bare, False),
-    "FastAPI's telemetry off": (partial(bare, telemetry=OFF), False),
-    "+ APIRouter (add_routes)": (routed, False),
-    "+ observe_requests": (observed, False),
-    "+ lifespan (lag monitor)": (with_lifespan, True),
-    "service": (service, True),
-}
+def load(target):
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 async def batch(app):
@@ -174,22 +163,21 @@ async def batch(app):
     return (perf_counter() - start) / requests * 1e6
 
 
-async def measure(app, lifespan):
-    if not lifespan:
-        return await batch(app)
+async def measure(app):
+    # The lifespan as a server runs it: the ones that have none run nothing.
     async with app.router.lifespan_context(app):
-        await asyncio.sleep(0.03)  # the monitor is sampling
+        await asyncio.sleep(0.03)  # the monitor, if any, is sampling
         return await batch(app)
 
 
-apps = {name: (BUILD[name][0](), BUILD[name][1]) for name in layers}
+apps = {target: load(target) for target in targets}
 best = dict.fromkeys(apps, float("inf"))
 for _ in range(rounds):
-    for name, (app, lifespan) in apps.items():
+    for target, app in apps.items():
         # A new loop for every batch: the lifespan shuts the loop's default
         # executor down on exit, so it starts only once per loop; and so only
         # one lag monitor runs at a time.
-        best[name] = min(best[name], uvloop.run(measure(app, lifespan)))
+        best[target] = min(best[target], uvloop.run(measure(app)))
 if set(status) != {200}:
     raise SystemExit(f"statuses other than 200: {sorted(set(status))}")
 print(json.dumps(best))
@@ -197,16 +185,19 @@ print(json.dumps(best))
 
 
 def prepare(project: Project) -> None:
-    """The user's route appended to the service's routes.py, and the bare app."""
+    """The user's route appended to the service's routes.py; the bare apps and
+    the service's layers beside it."""
     routes = project.path / "src" / project.package / "routes.py"
     if USER_ROUTE not in routes.read_text():
         routes.write_text(routes.read_text() + USER_ROUTE)
     (project.path / "bare_app.py").write_text(BARE_APP)
+    layers = LAYERS_APP.replace("bench_service", project.package)
+    (project.path / "bench_layers.py").write_text(layers)
 
 
 def serving(project: Project, name: str, log_dir: Path) -> Server:
-    """uvicorn serving the app `name` (see APPS) from the project, on core 0."""
-    app = APPS[name](project)
+    """uvicorn serving the app `name` (see LAYERS) from the project, on core 0."""
+    app = target(project, name)
     server = Server(
         f"user-route-{name}", project.python, app, project.path, log_dir=log_dir
     )
@@ -234,7 +225,7 @@ def throughput(
     """
     results = []
     for pair in range(pairs):
-        order = list(APPS)[pair % len(APPS) :] + list(APPS)[: pair % len(APPS)]
+        order = list(LAYERS)[pair % len(LAYERS) :] + list(LAYERS)[: pair % len(LAYERS)]
         figures: dict[str, float] = {"load": os.getloadavg()[0]}
         servers = {name: serving(project, name, log_dir) for name in order}
         try:
@@ -261,31 +252,35 @@ def throughput(
     return results
 
 
-LABELS = {
-    "bare": "bare FastAPI",
-    "bare_quiet": "bare FastAPI, its telemetry off",
-    "service": "service",
+# The apps compared, in order, each a layer on the one before:
+# key -> (label, uvicorn's "module:attribute" in the project).
+LAYERS = {
+    "bare": ("bare FastAPI", "bare_app:app"),
+    "bare_quiet": ("FastAPI's telemetry off", "bare_app:app_without_telemetry"),
+    "routed": ("+ APIRouter (add_routes)", "bench_layers:routed"),
+    "observed": ("+ observe_requests", "bench_layers:observed"),
+    "lifespan": ("+ lifespan (lag monitor)", "bench_layers:with_lifespan"),
+    "service": ("service", "bench_service.main:app"),
 }
+
+
+LABELLED = list(LAYERS.items())
 
 
 def ports(servers: dict[str, Server]) -> dict[str, int]:
     return {name: server.port for name, server in servers.items()}
 
 
-# The apps compared, each as uvicorn's "module:attribute" in the project.
-APPS = {
-    "bare": lambda project: "bare_app:app",
-    "bare_quiet": lambda project: "bare_app:app_without_telemetry",
-    "service": lambda project: f"{project.package}.main:app",
-}
+def target(project: Project, name: str) -> str:
+    return LAYERS[name][1].replace("bench_service", project.package)
 
 
-def in_process(
-    project: Project, layers: list[str], rounds: int, requests: int
-) -> dict[str, float]:
+def in_process(project: Project, rounds: int, requests: int) -> dict[str, float]:
+    """µs per request of each layer (by label), called directly."""
     script = project.path / "bench_in_process.py"
-    script.write_text(IN_PROCESS.replace("bench_service", project.package))
-    command = pinned(0) + [str(project.python), script.name, ",".join(layers)]
+    script.write_text(IN_PROCESS)
+    targets = [target(project, name) for name in LAYERS]
+    command = pinned(0) + [str(project.python), script.name, ",".join(targets)]
     command += [str(rounds), str(requests)]
     out = subprocess.run(
         command,
@@ -297,7 +292,10 @@ def in_process(
     )
     if out.returncode != 0:
         raise RuntimeError(f"in-process run failed:\n{out.stdout}\n{out.stderr}")
-    return json.loads(out.stdout.splitlines()[-1])
+    per_target = json.loads(out.stdout.splitlines()[-1])
+    return {
+        label: per_target[target(project, name)] for name, (label, _) in LAYERS.items()
+    }
 
 
 def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
@@ -308,20 +306,26 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
     xs = range(1, len(pairs) + 1)
-    for name, color in (
-        ("bare", "#4c72b0"),
-        ("bare_quiet", "#937860"),
-        ("service", "#dd8452"),
-    ):
-        label = LABELS[name]
-        axes[0].plot(xs, [p[name] for p in pairs], "o-", color=color, label=label)
-    axes[0].set_ylim(bottom=0)
-    for ax in axes[:2]:
-        ax.set_xticks(list(xs))
-    axes[0].set_title("GET /hello over HTTP, side by side on one core (wrk)")
-    axes[0].set_xlabel("round")
-    axes[0].set_ylabel("requests/s")
-    axes[0].legend(loc="lower right", fontsize="small")
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+    # Each layer over HTTP, as a share of bare FastAPI's throughput in its round.
+    shares = {name: [p[name] / p["bare"] for p in pairs] for name in LAYERS}
+    medians = [statistics.median(values) for values in shares.values()]
+    bars = axes[0].bar(range(len(LAYERS)), medians, color=colors)
+    for i, values in enumerate(shares.values()):
+        axes[0].scatter([i] * len(values), values, color="black", s=8, zorder=3)
+    axes[0].bar_label(bars, labels=[f"{m:.2f}×" for m in medians])
+    axes[0].axhline(GOAL, color="grey", linestyle="--")
+    axes[0].set_ylim(min([*medians, GOAL]) - 0.1, max(medians) + 0.06)
+    axes[0].set_xticks(
+        range(len(LAYERS)),
+        [
+            textwrap.fill(label, 12, break_long_words=False)
+            for label, _ in LAYERS.values()
+        ],
+    )
+    axes[0].tick_params(axis="x", labelsize=8)
+    axes[0].set_title("GET /hello over HTTP, side by side: ÷ bare FastAPI")
+    axes[0].set_ylabel("throughput ÷ bare (bars: median; dots: rounds)")
 
     ratios = [p["ratio"] for p in pairs]
     axes[1].plot(xs, ratios, "o-", color="#55a868", label="req/s: service ÷ bare")
@@ -339,13 +343,13 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     axes[1].set_ylim(
         min([*ratios, *cpu, *own, GOAL]) - 0.05, max([*ratios, *cpu, *own, 1.0]) + 0.05
     )
+    axes[1].set_xticks(list(xs))
     axes[1].set_title("Throughput ratio per round")
     axes[1].set_xlabel("round")
     axes[1].legend(loc="best", fontsize="small")
 
     names = list(layers)
     values = list(layers.values())
-    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
     bars = axes[2].bar(range(len(names)), values, color=colors[: len(names)])
     # Each layer's own cost: its figure less the one before it.
     labels = [f"{values[0]:.1f}"] + [

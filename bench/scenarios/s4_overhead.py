@@ -19,14 +19,6 @@ TITLE = "4. Middleware and lag-monitor overhead"
 NEEDS = ("async_io",)
 P4_SHARE = 0.97
 SERVICE, BARE = "service", "bare FastAPI"
-LAYERS = [
-    "bare FastAPI",
-    "FastAPI's telemetry off",
-    "+ APIRouter (add_routes)",
-    "+ observe_requests",
-    "+ lifespan (lag monitor)",
-    "service",
-]
 
 
 def run(ctx: Context) -> Section:
@@ -107,16 +99,15 @@ def user_routes(ctx: Context, project, section: Section) -> None:
     pairs = user_route.throughput(
         project,
         pairs=int(ctx.seconds(ctx.reps + 1, 1)),
-        seconds=ctx.seconds(3, 1),
+        seconds=ctx.seconds(5, 1),
         warmup=1,
         log_dir=ctx.work,
     )
     log("  GET /hello in-process")
     layers = user_route.in_process(
         project,
-        LAYERS,
-        rounds=int(ctx.seconds(15, 3)),
-        requests=int(ctx.seconds(1000, 200)),
+        rounds=int(ctx.seconds(40, 3)),
+        requests=int(ctx.seconds(500, 200)),
     )
     counted = None
     if not ctx.smoke:  # minutes under valgrind: the full run only
@@ -127,16 +118,24 @@ def user_routes(ctx: Context, project, section: Section) -> None:
     plot = "bench-user-route.png"
     user_route.plot(ctx.out / plot, pairs, layers)
     shares = [pair["ratio"] for pair in pairs]
-    for name, label in (
-        ("bare", "bare FastAPI, GET /hello"),
-        ("bare_quiet", "bare FastAPI, its telemetry off, GET /hello"),
-        ("service", "loopsafe service, GET /hello in routes.py"),
+    # Each layer on the one before (user_route.LAYERS), the service last.
+    costs = []
+    for (name, (label, _)), before in zip(
+        user_route.LABELLED, [None, *user_route.LAYERS], strict=False
     ):
         served = [pair[name] for pair in pairs]
         ratios = [pair[name] / pair["bare"] for pair in pairs]
+        label = "loopsafe service" if name == "service" else label
         section.rows.append(
-            [label, fmt_spread(served, rate), fmt_spread(ratios, times)]
+            [
+                f"GET /hello: {label}",
+                fmt_spread(served, rate),
+                fmt_spread(ratios, times),
+            ]
         )
+        if before is not None:
+            own = [pair[name] / pair[before] for pair in pairs]
+            costs.append(f"{label} {fmt_spread(own, times)}")
     section.goals.append(
         Goal(
             "P4 user route",
@@ -157,13 +156,14 @@ def user_routes(ctx: Context, project, section: Section) -> None:
         )
     own = [pair["own_ratio"] for pair in pairs]
     section.notes.append(
-        "GET /hello, three fresh servers per round side by side on one core, each "
-        "loaded by its own wrk: service ÷ bare per round "
+        "GET /hello, a fresh server of each layer per round, side by side on one "
+        "core, each loaded by its own wrk: service ÷ bare per round "
         + ", ".join(f"{share:.3f}" for share in shares)
         + "; server CPU time per request, bare ÷ service: "
         + ", ".join(f"{pair['cpu_ratio']:.3f}" for pair in pairs)
         + f". The service's own layers (service ÷ bare with FastAPI's telemetry "
-        f"off, as the service has it): {fmt_spread(own, times)}. "
+        f"off, as the service has it): {fmt_spread(own, times)}; each layer ÷ the "
+        "one before it, over HTTP: " + ", ".join(costs) + ". "
         "Per request in-process (fastest batch), each layer on the one before "
         "(its own cost in brackets): "
         + ", ".join(
