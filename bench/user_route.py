@@ -206,7 +206,7 @@ def serving(project: Project, name: str, log_dir: Path) -> Server:
 
 
 def throughput(
-    project: Project, pairs: int, seconds: float, warmup: float, log_dir: Path
+    project: Project, rounds: int, seconds: float, warmup: float, log_dir: Path
 ) -> list[dict]:
     """The apps side by side, fresh servers each round: one set of ratios per round.
 
@@ -224,8 +224,9 @@ def throughput(
     Also each server's CPU time per request: bare µs ÷ service µs.
     """
     results = []
-    for pair in range(pairs):
-        order = list(LAYERS)[pair % len(LAYERS) :] + list(LAYERS)[: pair % len(LAYERS)]
+    for round_ in range(rounds):
+        turn = round_ % len(LAYERS)
+        order = list(LAYERS)[turn:] + list(LAYERS)[:turn]
         figures: dict[str, float] = {"load": os.getloadavg()[0]}
         servers = {name: serving(project, name, log_dir) for name in order}
         try:
@@ -298,17 +299,17 @@ def in_process(project: Project, rounds: int, requests: int) -> dict[str, float]
     }
 
 
-def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
+def plot(path: Path, rounds: list[dict], layers: dict[str, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
-    xs = range(1, len(pairs) + 1)
+    xs = range(1, len(rounds) + 1)
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
     # Each layer over HTTP, as a share of bare FastAPI's throughput in its round.
-    shares = {name: [p[name] / p["bare"] for p in pairs] for name in LAYERS}
+    shares = {name: [r[name] / r["bare"] for r in rounds] for name in LAYERS}
     medians = [statistics.median(values) for values in shares.values()]
     bars = axes[0].bar(range(len(LAYERS)), medians, color=colors)
     for i, values in enumerate(shares.values()):
@@ -327,11 +328,11 @@ def plot(path: Path, pairs: list[dict], layers: dict[str, float]) -> None:
     axes[0].set_title("GET /hello over HTTP, side by side: ÷ bare FastAPI")
     axes[0].set_ylabel("throughput ÷ bare (bars: median; dots: rounds)")
 
-    ratios = [p["ratio"] for p in pairs]
+    ratios = [r["ratio"] for r in rounds]
     axes[1].plot(xs, ratios, "o-", color="#55a868", label="req/s: service ÷ bare")
-    cpu = [p["cpu_ratio"] for p in pairs]
+    cpu = [r["cpu_ratio"] for r in rounds]
     axes[1].plot(xs, cpu, "s--", color="#8172b3", label="CPU µs/req: bare ÷ service")
-    own = [p["own_ratio"] for p in pairs]
+    own = [r["own_ratio"] for r in rounds]
     axes[1].plot(
         xs, own, "^:", color="#937860", label="req/s: service ÷ telemetry-off bare"
     )

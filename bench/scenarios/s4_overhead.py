@@ -6,7 +6,8 @@ FastAPI app serving the very same handler, and on that bare app behind a
 pass-through BaseHTTPMiddleware, plus the in-process cost of each layer, the
 idle CPU and how fast a stall is reported; with bench/user_route.py (issue 9):
 wrk against a trivial `async def` route added to the service's routes.py, and
-against the same route on bare FastAPI, in pairs (goal P4).
+against the same route on bare FastAPI and on each layer of the service, side by
+side on one core (goal P4).
 """
 
 from .. import middleware_overhead as overhead
@@ -96,9 +97,9 @@ def run(ctx: Context) -> Section:
 def user_routes(ctx: Context, project, section: Section) -> None:
     """bench/user_route.py's figures: rows, goal P4 for a user's route, a note."""
     log("  GET /hello throughput (wrk), side by side")
-    pairs = user_route.throughput(
+    rounds = user_route.throughput(
         project,
-        pairs=int(ctx.seconds(ctx.reps + 1, 1)),
+        rounds=int(ctx.seconds(ctx.reps + 1, 1)),
         seconds=ctx.seconds(5, 1),
         warmup=1,
         log_dir=ctx.work,
@@ -116,15 +117,15 @@ def user_routes(ctx: Context, project, section: Section) -> None:
         log("  GET /hello instructions per request (cachegrind)")
         counted = user_route.instructions(project, ctx.work)
     plot = "bench-user-route.png"
-    user_route.plot(ctx.out / plot, pairs, layers)
-    shares = [pair["ratio"] for pair in pairs]
+    user_route.plot(ctx.out / plot, rounds, layers)
+    shares = [round_["ratio"] for round_ in rounds]
     # Each layer on the one before (user_route.LAYERS), the service last.
     costs = []
     for (name, (label, _)), before in zip(
         user_route.LABELLED, [None, *user_route.LAYERS], strict=False
     ):
-        served = [pair[name] for pair in pairs]
-        ratios = [pair[name] / pair["bare"] for pair in pairs]
+        served = [round_[name] for round_ in rounds]
+        ratios = [round_[name] / round_["bare"] for round_ in rounds]
         label = "loopsafe service" if name == "service" else label
         section.rows.append(
             [
@@ -134,7 +135,7 @@ def user_routes(ctx: Context, project, section: Section) -> None:
             ]
         )
         if before is not None:
-            own = [pair[name] / pair[before] for pair in pairs]
+            own = [round_[name] / round_[before] for round_ in rounds]
             costs.append(f"{label} {fmt_spread(own, times)}")
     section.goals.append(
         Goal(
@@ -154,13 +155,13 @@ def user_routes(ctx: Context, project, section: Section) -> None:
                 counted["ratio"] >= P4_SHARE,
             )
         )
-    own = [pair["own_ratio"] for pair in pairs]
+    own = [round_["own_ratio"] for round_ in rounds]
     section.notes.append(
         "GET /hello, a fresh server of each layer per round, side by side on one "
         "core, each loaded by its own wrk: service ÷ bare per round "
         + ", ".join(f"{share:.3f}" for share in shares)
         + "; server CPU time per request, bare ÷ service: "
-        + ", ".join(f"{pair['cpu_ratio']:.3f}" for pair in pairs)
+        + ", ".join(f"{round_['cpu_ratio']:.3f}" for round_ in rounds)
         + f". The service's own layers (service ÷ bare with FastAPI's telemetry "
         f"off, as the service has it): {fmt_spread(own, times)}; each layer ÷ the "
         "one before it, over HTTP: " + ", ".join(costs) + ". "
@@ -175,7 +176,7 @@ def user_routes(ctx: Context, project, section: Section) -> None:
         + "."
     )
     section.raw["user_route"] = {
-        "pairs": pairs,
+        "rounds": rounds,
         "in_process_us": layers,
         "instructions_per_request": counted,
     }
