@@ -31,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .services import Project, Server, pinned, project_env, wrk_at_once
+from .services import Project, Server, pinned, project_env, side_by_side, wrk_at_once
 
 CONNECTIONS = 32
 
@@ -211,7 +211,6 @@ def throughput(
     rps: dict[str, list[float]] = {name: [] for name in names}
     idle: dict[str, float] = {}
     for round_ in range(rounds):
-        order = names[round_ % len(names) :] + names[: round_ % len(names)]
         # A warning for every stall; no shedding, which would refuse the next.
         servers = {
             name: serving(
@@ -220,17 +219,12 @@ def throughput(
                 log_dir,
                 **(STALL_ENV if name == SERVICE else {}),
             )
-            for name in order
+            for name in names
         }
-        try:
-            for server in servers.values():
-                server.launch()
-            for server in servers.values():
-                server.wait_ready()
+        with side_by_side(servers, round_) as ports:
             if round_ == 0:
                 for name in (SERVICE, BARE):
                     idle[name] = idle_cpu(servers[name], idle_s)
-            ports = {name: server.port for name, server in servers.items()}
             wrk_at_once(ports, "/health", 1, CONNECTIONS, core=1)  # warm up
             for name, (served, _) in wrk_at_once(
                 ports, "/health", seconds, CONNECTIONS, core=1
@@ -238,9 +232,6 @@ def throughput(
                 rps[name].append(served)
             if round_ == rounds - 1:
                 warn_ms, visible_ms = stall_detection(servers[SERVICE])
-        finally:
-            for server in servers.values():
-                server.stop()
     idle["sleep(20 ms) loop"] = sleeper_cpu(project, idle_s)
     return rps, idle, warn_ms, visible_ms
 

@@ -6,6 +6,7 @@ ends, and at exit as a last resort, so nothing outlives a run, even a failed one
 """
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -327,6 +329,26 @@ def wrk(
     if rps is None or count is None:
         raise RuntimeError(f"no figures in wrk's output:\n{out}")
     return float(rps.group(1)), int(count.group(1))
+
+
+@contextlib.contextmanager
+def side_by_side(servers: dict[str, "Server"], round_: int) -> Iterator[dict[str, int]]:
+    """Start fresh `servers` (name -> not yet started), all at once, and yield
+    their ports; stop them all on exit. The order in which they start, and in
+    which `wrk_at_once` connects to them, turns with `round_`: no server is
+    always first."""
+    names = list(servers)
+    turn = round_ % len(names)
+    ordered = {name: servers[name] for name in names[turn:] + names[:turn]}
+    try:
+        for server in ordered.values():
+            server.launch()
+        for server in ordered.values():
+            server.wait_ready()
+        yield {name: server.port for name, server in ordered.items()}
+    finally:
+        for server in ordered.values():
+            server.stop()
 
 
 def wrk_at_once(

@@ -14,8 +14,8 @@ them (they look for configured providers on every request). Then:
 
 1. `throughput`: requests per second wrk (one thread, 32 connections) gets from
    GET /hello on the service and on both bare apps: uvicorn, one worker, no
-   access log, the same settings for all, each round three fresh servers
-   side by side on core 0, loaded at once by one wrk each on core 1, warmed
+   access log, the same settings for all, each round a fresh server of every
+   layer side by side on core 0, loaded at once by one wrk each on core 1, warmed
    up first. Each round gives the ratios service ÷ bare (the goal), service ÷
    telemetry-off bare (what the service's own layers cost) and the servers'
    CPU time per request.
@@ -52,7 +52,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .services import Project, Server, free_port, pinned, project_env, wrk_at_once
+from .services import (
+    Project,
+    Server,
+    free_port,
+    pinned,
+    project_env,
+    side_by_side,
+    wrk_at_once,
+)
 
 GOAL = 0.97
 CONNECTIONS = 32
@@ -210,44 +218,33 @@ def throughput(
 ) -> list[dict]:
     """The apps side by side, fresh servers each round: one set of ratios per round.
 
-    Each round starts the three servers on core 0 and loads them at once, each
-    with its own wrk on core 1, so they share the core for the same seconds:
-    what the machine's other load takes, it takes from all three, and the
+    Each round starts a server of every layer (LAYERS) on core 0 and loads them
+    at once, each with its own wrk on core 1, so they share the core for the
+    same seconds: what the machine's other load takes, it takes from all, and the
     ratio of their throughputs is the ratio of what each serves on a core of
     its own. One app after the other instead, 5 s each, the ratio of a pair
     ranged from 0.79 to 1.17 here, as the machine's speed drifted between the
     two runs.
     Fresh processes every round: the same app differs by a few percent from
-    one process to the next (hash seeds, memory layout). The order in which
-    the servers start and wrk connects turns every round.
+    one process to the next (hash seeds, memory layout).
 
     Also each server's CPU time per request: bare µs ÷ service µs.
     """
     results = []
     for round_ in range(rounds):
-        turn = round_ % len(LAYERS)
-        order = list(LAYERS)[turn:] + list(LAYERS)[:turn]
         figures: dict[str, float] = {"load": os.getloadavg()[0]}
-        servers = {name: serving(project, name, log_dir) for name in order}
-        try:
-            for server in servers.values():
-                server.launch()
-            for server in servers.values():
-                server.wait_ready()
-            wrk_at_once(ports(servers), "/hello", warmup, CONNECTIONS, core=1)
+        servers = {name: serving(project, name, log_dir) for name in LAYERS}
+        with side_by_side(servers, round_) as ports:
+            wrk_at_once(ports, "/hello", warmup, CONNECTIONS, core=1)
             cpu = {name: server.cpu_seconds() for name, server in servers.items()}
-            answered = wrk_at_once(ports(servers), "/hello", seconds, CONNECTIONS, 1)
+            answered = wrk_at_once(ports, "/hello", seconds, CONNECTIONS, core=1)
             for name, server in servers.items():
                 requests_per_s, count = answered[name]
                 figures[name] = requests_per_s
                 used = server.cpu_seconds() - cpu[name]
                 figures[f"{name}_cpu_us"] = used / count * 1e6
-        finally:
-            for server in servers.values():
-                server.stop()
         figures["ratio"] = figures["service"] / figures["bare"]
         figures["own_ratio"] = figures["service"] / figures["bare_quiet"]
-        figures["telemetry_ratio"] = figures["bare_quiet"] / figures["bare"]
         figures["cpu_ratio"] = figures["bare_cpu_us"] / figures["service_cpu_us"]
         results.append(figures)
     return results
@@ -263,13 +260,6 @@ LAYERS = {
     "lifespan": ("+ lifespan (lag monitor)", "bench_layers:with_lifespan"),
     "service": ("service", "bench_service.main:app"),
 }
-
-
-LABELLED = list(LAYERS.items())
-
-
-def ports(servers: dict[str, Server]) -> dict[str, int]:
-    return {name: server.port for name, server in servers.items()}
 
 
 def target(project: Project, name: str) -> str:

@@ -10,6 +10,8 @@ against the same route on bare FastAPI and on each layer of the service, side by
 side on one core (goal P4).
 """
 
+import itertools
+
 from .. import middleware_overhead as overhead
 from .. import user_route
 from ..harness import Context, log
@@ -50,8 +52,9 @@ def run(ctx: Context) -> Section:
             "in turns within each round. And `GET /hello`, an `async def` route "
             "appended to the service's routes.py, against the same route on bare "
             "FastAPI, as FastAPI() comes and with its own OpenTelemetry hooks off "
-            "(as the service has them), three fresh servers per round side by "
-            "side on one core, each loaded at once by its own wrk."
+            "(as the service has them), and on each layer of the service, a fresh "
+            "server of each per round side by side on one core, each loaded at "
+            "once by its own wrk."
         ),
         header=["App", "Throughput", "÷ bare (per round)"],
         raw={
@@ -120,23 +123,18 @@ def user_routes(ctx: Context, project, section: Section) -> None:
     user_route.plot(ctx.out / plot, rounds, layers)
     shares = [round_["ratio"] for round_ in rounds]
     # Each layer on the one before (user_route.LAYERS), the service last.
-    costs = []
-    for (name, (label, _)), before in zip(
-        user_route.LABELLED, [None, *user_route.LAYERS], strict=False
-    ):
+    labels = {name: label for name, (label, _) in user_route.LAYERS.items()}
+    labels["service"] = "loopsafe service"
+    for name, label in labels.items():
         served = [round_[name] for round_ in rounds]
         ratios = [round_[name] / round_["bare"] for round_ in rounds]
-        label = "loopsafe service" if name == "service" else label
-        section.rows.append(
-            [
-                f"GET /hello: {label}",
-                fmt_spread(served, rate),
-                fmt_spread(ratios, times),
-            ]
-        )
-        if before is not None:
-            own = [round_[name] / round_[before] for round_ in rounds]
-            costs.append(f"{label} {fmt_spread(own, times)}")
+        row = [f"GET /hello: {label}", fmt_spread(served, rate)]
+        section.rows.append([*row, fmt_spread(ratios, times)])
+    costs = [
+        f"{labels[name]} "
+        + fmt_spread([round_[name] / round_[before] for round_ in rounds], times)
+        for before, name in itertools.pairwise(labels)
+    ]
     section.goals.append(
         Goal(
             "P4 user route",
@@ -168,10 +166,11 @@ def user_routes(ctx: Context, project, section: Section) -> None:
         "Per request in-process (fastest batch), each layer on the one before "
         "(its own cost in brackets): "
         + ", ".join(
-            f"{name} {us:.1f} µs" + (f" ({us - before:+.1f})" if before else "")
-            for (name, us), before in zip(
-                layers.items(), [0.0, *layers.values()], strict=False
-            )
+            [f"{name} {us:.1f} µs" for name, us in list(layers.items())[:1]]
+            + [
+                f"{name} {us:.1f} µs ({us - before:+.1f})"
+                for (_, before), (name, us) in itertools.pairwise(layers.items())
+            ]
         )
         + "."
     )
