@@ -97,6 +97,9 @@ class BenchProcess:
         tcp_ready(self.port, self.process)
         return self
 
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
     def __exit__(self, *exc: object) -> None:
         kill(self.process)
 
