@@ -36,7 +36,9 @@ def run(ctx: Context) -> Section:
         project, ctx.work, ctx.reps, ctx.seconds(2, 1), ctx.seconds(3, 0.5)
     )
     log("  GET /health in-process")
-    per_request = overhead.in_process(project, batches=int(ctx.seconds(100, 10)))
+    # In-process timings are printed, not judged: between runs on a shared VM
+    # they move by several µs, as much as a layer costs, however many batches.
+    per_request = overhead.in_process(project, batches=int(ctx.seconds(40, 10)))
     plot = "bench-overhead.png"
     overhead.plot(ctx.out / plot, measured, per_request, idle, warn_ms)
 
@@ -110,7 +112,7 @@ def user_routes(ctx: Context, project, section: Section) -> None:
     log("  GET /hello in-process")
     layers = user_route.in_process(
         project,
-        rounds=int(ctx.seconds(40, 3)),
+        rounds=int(ctx.seconds(15, 3)),
         requests=int(ctx.seconds(500, 200)),
     )
     counted = None
