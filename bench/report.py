@@ -88,7 +88,6 @@ class Latency:
     censored: int
     statuses: dict[int, int]
     send_lag_p99: float  # the generator's own share of the latency
-    values: list[float]  # every request's latency, the censored ones included
 
     @classmethod
     def of(cls, result: dict, status: int | None = None) -> "Latency":
@@ -113,48 +112,7 @@ class Latency:
             len(censored),
             statuses,
             percentile(lags, 99) if lags else math.nan,
-            values,
         )
-
-
-def pooled_p99(runs: list[list[float]]) -> float:
-    """p99 of every repeat's latencies together.
-
-    One 2-second probe at 100/s has 200 answers, so its p99 is its second-worst
-    answer, and one late wake-up moves it by milliseconds. Three repeats pooled
-    make it the sixth-worst of 600: the figure a goal is judged on.
-    """
-    return percentile([value for run in runs for value in run], 99)
-
-
-@dataclass
-class PooledRatio:
-    """/health p99 under load ÷ idle, each pooled over the repeats."""
-
-    idle_p99: float
-    loaded_p99: float
-    per_repeat: list[float]  # each repeat's own p99 ratio: how much they spread
-
-    @classmethod
-    def of(cls, loaded: list[list[float]], idle: list[list[float]]) -> "PooledRatio":
-        return cls(
-            pooled_p99(idle),
-            pooled_p99(loaded),
-            [
-                percentile(a, 99) / percentile(b, 99)
-                for a, b in zip(loaded, idle, strict=True)
-            ],
-        )
-
-    @property
-    def ratio(self) -> float:
-        return self.loaded_p99 / self.idle_p99
-
-    def describe(self) -> str:
-        text = f"{times(self.ratio)} ({ms(self.idle_p99)} → {ms(self.loaded_p99)}"
-        if len(self.per_repeat) > 1:
-            text += f"; per repeat {fmt_spread(self.per_repeat, times)}"
-        return text + ")"
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:

@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from helpers import REPO, run
 
-from bench.report import PooledRatio
-
 SCENARIOS = 7  # bench/scenarios: s0 to s6
 GOALS = [
     "P1 blocking_io",
@@ -73,17 +71,3 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(cmdline)
     return found
-
-
-def test_a_goal_reads_the_p99_of_every_repeat_together() -> None:
-    # Three idle repeats of 200 answers, one with three late wake-ups: that
-    # repeat's own p99 is 8 ms; the p99 of all 600 answers stays at 1 ms.
-    idle = [[0.001] * 200, [0.001] * 197 + [0.008] * 3, [0.001] * 200]
-    loaded = [[0.0015] * 200] * 3
-    pooled = PooledRatio.of(loaded, idle)
-    assert (pooled.idle_p99, pooled.loaded_p99) == (0.001, 0.0015)
-    assert pooled.ratio == pytest.approx(1.5)
-    assert sorted(pooled.per_repeat) == pytest.approx([0.1875, 1.5, 1.5])
-    assert pooled.describe() == (
-        "1.50× (1.0 ms → 1.5 ms; per repeat 1.50× [0.19×–1.50×])"
-    )

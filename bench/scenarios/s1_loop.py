@@ -21,12 +21,12 @@ from ..plots import idle_and_loaded_p99
 from ..report import (
     Goal,
     Latency,
-    PooledRatio,
     Section,
     fmt_spread,
     ms,
     percent,
     rate,
+    spread,
     times,
 )
 from ..services import Server
@@ -152,8 +152,6 @@ def measure(
         "loaded_p50": loaded.p50,
         "loaded_p99": loaded.p99,
         "ratio_p99": loaded.p99 / idle.p99,
-        "idle_values": idle.values,
-        "loaded_values": loaded.values,
         "censored": loaded.censored,
         "heavy_rate": heavy_result["completed"] / heavy_result["window_s"],
         "server_cpu": heavy_result["server_cpu"],
@@ -180,10 +178,10 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
         header=[
             "Variant",
             "idle p50",
-            "idle p99, pooled",
+            "idle p99",
             "loaded p50",
-            "loaded p99, pooled",
-            "p99 loaded ÷ idle, pooled (per repeat)",
+            "loaded p99",
+            "p99 loaded ÷ idle",
             "heavy calls answered",
             "server CPU, loaded",
             "probe's own lag p99, loaded",
@@ -193,7 +191,6 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
     for variant in chosen:
         f = figures[variant.label]
         bound = any(f["censored"])
-        pooled = PooledRatio.of(f["loaded_values"], f["idle_values"])
         codes: dict[str, int] = {}
         for statuses in f["heavy_statuses"]:
             for code, n in statuses.items():
@@ -206,30 +203,27 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
             [
                 variant.label,
                 fmt_spread(f["idle_p50"]),
-                ms(pooled.idle_p99),
+                fmt_spread(f["idle_p99"]),
                 fmt_spread(f["loaded_p50"], bound=bound),
-                ("≥ " if bound else "") + ms(pooled.loaded_p99),
-                ("≥ " if bound else "")
-                + f"{times(pooled.ratio)} ({fmt_spread(pooled.per_repeat, times)})",
+                fmt_spread(f["loaded_p99"], bound=bound),
+                fmt_spread(f["ratio_p99"], times, bound=bound),
                 answered,
                 fmt_spread(f["server_cpu"], percent),
                 fmt_spread(f["probe_send_lag_p99"]),
             ]
         )
         if variant.workload:
+            ratio = spread(f["ratio_p99"])[0]
             section.goals.append(
                 Goal(
                     f"P1 {variant.workload}",
                     f"/health p99 under load ≤ {P1_LIMIT}× idle",
-                    pooled.describe(),
-                    pooled.ratio <= P1_LIMIT,
+                    f"{fmt_spread(f['ratio_p99'], times)} "
+                    f"({ms(spread(f['idle_p99'])[0])} → "
+                    f"{ms(spread(f['loaded_p99'])[0])})",
+                    ratio <= P1_LIMIT,
                 )
             )
-    section.notes.append(
-        "Pooled: the p99 of every repeat's probes together, which one late "
-        "wake-up cannot move as it moves a single repeat's; in brackets, "
-        "each repeat's own ratio, median [minimum–maximum]."
-    )
     section.notes.append(
         "Server CPU: the server process's CPU time over the loaded window, in % of "
         "one core (its event loop and threads; a process pool's workers not "
