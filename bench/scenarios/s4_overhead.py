@@ -104,7 +104,7 @@ def user_routes(ctx: Context, project, section: Section) -> None:
     log("  GET /hello throughput (wrk), side by side")
     rounds = user_route.throughput(
         project,
-        rounds=int(ctx.seconds(ctx.reps + 1, 1)),
+        rounds=int(ctx.seconds(ctx.reps, 1)),
         seconds=ctx.seconds(5, 1),
         warmup=1,
         log_dir=ctx.work,
