@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from .harness import PROJECTS, Context, log
+from .harness import IDLE_SEND_LAGS, PROJECTS, Context, log
 from .report import Goal, Machine, Section, machine, markdown
 from .scenarios import SCENARIOS
 from .services import REPO, Project, kill_all, ticks_busy, ticks_ours
@@ -159,6 +160,7 @@ def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]
         log(f"{scenario.TITLE} ...")
         begun = time.monotonic()
         load, busy, ours = os.getloadavg()[0], ticks_busy(), ticks_ours()
+        IDLE_SEND_LAGS.clear()
         try:
             section = scenario.run(ctx)
             seconds = time.monotonic() - begun
@@ -167,6 +169,7 @@ def run_scenarios(ctx: Context, chosen: list[str]) -> tuple[list[Section], bool]
                 load,
                 os.getloadavg()[0],
                 max(0.0, others / os.sysconf("SC_CLK_TCK") / seconds),
+                statistics.median(IDLE_SEND_LAGS) if IDLE_SEND_LAGS else None,
             )
         except Exception:
             failed = True

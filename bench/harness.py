@@ -6,7 +6,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .report import fmt_spread, rate
+from .report import Latency, fmt_spread, rate
 from .services import (
     APPS,
     Project,
@@ -136,8 +136,16 @@ def warm(ctx: Context, server: Server, heavy: dict) -> None:
     finish_loadgen(start_loadgen(load), seconds + 15)
 
 
-def probe(ctx: Context, server: Server, duration: float, **extra) -> dict:
-    """/health, open loop at PROBE_RATE for `duration` seconds: the raw result."""
+# The probe's own send lag (p99) in each idle probe of the scenario running: how
+# late this machine wakes a sleeping thread, which no CPU accounting shows.
+IDLE_SEND_LAGS: list[float] = []
+
+
+def probe(
+    ctx: Context, server: Server, duration: float, idle: bool = True, **extra
+) -> dict:
+    """/health, open loop at PROBE_RATE for `duration` seconds: the raw result.
+    `idle`: nothing else loads the machine meanwhile (see IDLE_SEND_LAGS)."""
     load = {
         "port": server.port,
         "requests": PROBE,
@@ -146,7 +154,10 @@ def probe(ctx: Context, server: Server, duration: float, **extra) -> dict:
         "grace_s": ctx.grace,
         **extra,
     }
-    return finish_loadgen(start_loadgen(load), duration + ctx.grace + 15)
+    result = finish_loadgen(start_loadgen(load), duration + ctx.grace + 15)
+    if idle:
+        IDLE_SEND_LAGS.append(Latency.of(result).send_lag_p99)
+    return result
 
 
 def under_load(
@@ -172,7 +183,7 @@ def under_load(
     try:
         time.sleep(warmup)
         cpu, wall = server.cpu_seconds(), time.monotonic()
-        probed = probe(ctx, server, duration, **probe_extra)
+        probed = probe(ctx, server, duration, idle=False, **probe_extra)
         cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
     finally:
         heavy_result = finish_loadgen(loading, warmup + duration + ctx.grace + 15)

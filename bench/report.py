@@ -36,6 +36,11 @@ class Section:
 # Other processes using more than this many cores on average while a scenario
 # measured make its figures those of a busy machine: reported, not results.
 BUSY_CORES = 0.25
+# So does a machine slow to wake a sleeping thread, which a shared VM can be with
+# no other process running: the probe's own send lag p99 while idle was 0.7-1.4
+# ms in quiet runs here, and 5.6 ms in one whose latency floor (the tiny server's
+# idle p99) was four times that of the run half an hour before.
+SLOW_WAKE_S = 0.002
 
 
 @dataclass
@@ -50,17 +55,30 @@ class Machine:
     load_before: float  # 1-minute load average
     load_after: float
     others_cores: float  # cores other processes used, on average
+    # The median of the scenario's idle probes' own send lag p99, in seconds;
+    # None where the scenario probes no latency.
+    wake_lag: float | None = None
+
+    @property
+    def slow_wake(self) -> bool:
+        return self.wake_lag is not None and self.wake_lag > SLOW_WAKE_S
 
     @property
     def busy(self) -> bool:
-        return self.others_cores > BUSY_CORES
+        return self.others_cores > BUSY_CORES or self.slow_wake
 
     def describe(self) -> str:
         state = "**busy machine: not a result**" if self.busy else "quiet"
+        wake = ""
+        if self.wake_lag is not None:
+            wake = (
+                f"; the idle probe's own send lag p99 {self.wake_lag * 1000:.1f} ms "
+                f"({'slow wake-ups' if self.slow_wake else 'prompt wake-ups'})"
+            )
         return (
             f"Machine meanwhile: load average {self.load_before:.2f} → "
             f"{self.load_after:.2f}; other processes used "
-            f"{self.others_cores:.2f} cores on average ({state})."
+            f"{self.others_cores:.2f} cores on average{wake} ({state})."
         )
 
 
@@ -218,8 +236,10 @@ def markdown(
     if any(busy(section) for section in sections):
         parts.append(
             "**Some figures were taken on a busy machine** (other processes used "
-            f"more than {BUSY_CORES} cores meanwhile): they are marked so, and are "
-            "not results. Rerun on a quiet machine."
+            f"more than {BUSY_CORES} cores meanwhile, or the idle probe's own send "
+            f"lag p99 passed {SLOW_WAKE_S * 1000:g} ms: the machine woke threads "
+            "late): they are marked so, and are not results. Rerun on a quiet "
+            "machine."
         )
     for section in sections:
         text = [f"## {section.title}"]

@@ -67,7 +67,7 @@ def loaded_probe(ctx: Context, variant: Variant, warmup_s: float, loaded_s: floa
     """/health's latency under the variant's load, and what that load achieved."""
     if variant.path is None:
         with every_core_busy():
-            return Latency.of(probe(ctx, variant.server, loaded_s)), None
+            return Latency.of(probe(ctx, variant.server, loaded_s, idle=False)), None
     probed, heavy = under_load(
         ctx, variant.server, heavy_load(variant), warmup_s, loaded_s
     )
