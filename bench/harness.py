@@ -1,5 +1,6 @@
 """What every scenario shares: the run's context, and /health probed under load."""
 
+import os
 import sys
 import time
 import urllib.request
@@ -18,6 +19,7 @@ from .services import (
     spawn,
     start_loadgen,
     tcp_ready,
+    ticks_busy,
     wrk,
 )
 
@@ -43,6 +45,7 @@ PROJECTS = {
     },
 }
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROBE = [["GET", "/health"]]
 PROBE_RATE = 100  # probes per second, open loop: light, and 100 samples a second
 
@@ -112,8 +115,16 @@ def start_all(servers: list[Server]) -> None:
         server.wait_ready()
 
 
+# The machine counts as idle again below this many busy cores (the idle
+# servers' own lag monitors use a few hundredths each).
+IDLE_CORES = 0.25
+
+
 def settle(server: Server, timeout: float = 20) -> None:
-    """Wait until /health answers promptly again, after a run that swamped it."""
+    """Wait until /health answers promptly again, after a run that swamped it,
+    and until the machine is idle: a process pool left with queued work (50
+    CPU calls sent, two done at a time) keeps every core busy for seconds after
+    its load stops, while /health already answers promptly at low priority."""
     deadline = time.monotonic() + timeout
     prompt = 0
     while prompt < 3 and time.monotonic() < deadline:
@@ -126,6 +137,14 @@ def settle(server: Server, timeout: float = 20) -> None:
             continue
         prompt = prompt + 1 if time.monotonic() - start < 0.05 else 0
         time.sleep(0.05)
+    # A cap, so that a machine busy with something else cannot stall the run.
+    deadline = min(deadline, time.monotonic() + 5)
+    while time.monotonic() < deadline:
+        busy, start = ticks_busy(), time.monotonic()
+        time.sleep(0.2)
+        cores = (ticks_busy() - busy) / CLOCK_TICKS / (time.monotonic() - start)
+        if cores < IDLE_CORES:
+            return
 
 
 def warm(ctx: Context, server: Server, heavy: dict) -> None:
