@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import warnings
@@ -165,7 +166,8 @@ def _render(template: Path, dst: Path, answers: dict[str, str]) -> Path:
 
 
 class Server:
-    """One uvicorn process (one worker, 127.0.0.1, no access log) serving `app`.
+    """One uvicorn server (127.0.0.1, no access log, one worker process unless
+    `workers` says otherwise) serving `app`.
 
     `app` is "module:attribute", imported from `app_dir` if given; `python` is
     the interpreter (a rendered project's venv: the bench apps use it too, so
@@ -189,6 +191,7 @@ class Server:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.core: int | None = None  # pin to this core (see `pinned`)
+        self.workers = 1  # uvicorn worker processes
         self.ready_path = "/health"  # answers 200 once the app has started
 
     @classmethod
@@ -214,15 +217,23 @@ class Server:
         self.port = free_port()
         command = pinned(self.core) if self.core is not None else []
         command += [str(self.python), "-m", "uvicorn", self.app]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--workers", str(self.workers)]
         command += ["--no-access-log", "--log-level", "warning"]
         if self.app_dir:
             command += ["--app-dir", str(self.app_dir)]
+        env = project_env(**self.env)
+        if self.workers > 1:
+            # As `python -m <package>` does with WORKERS > 1: the workers add up
+            # their metrics in files there, fresh on every start.
+            env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+                prefix=f"{self.name}-metrics-", dir=self.log_path.parent
+            )
         with open(self.log_path, "ab") as log:  # the child keeps its own copy
             self.process = spawn(
                 command,
                 cwd=self.cwd,
-                env=project_env(**self.env),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -250,8 +261,12 @@ class Server:
         self.start()
 
     def cpu_seconds(self) -> float:
-        """CPU time the server process has used so far (its own, not its children's)."""
+        """CPU time the server has used so far: with one worker, its process's own
+        (a process pool's workers left out); with several, every process it
+        started (uvicorn's supervisor and workers)."""
         assert self.process is not None
+        if self.workers > 1:
+            return _session_ticks({self.process.pid}) / os.sysconf("SC_CLK_TCK")
         stat = Path(f"/proc/{self.process.pid}/stat").read_text()
         fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
