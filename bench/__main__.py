@@ -64,6 +64,12 @@ def main() -> int:
         "--work", type=Path, help="renders and logs (default: temporary)"
     )
     args = parser.parse_args()
+    # The bench starts many Python processes (servers, a Celery worker after
+    # each kill, load generators, servers under cachegrind) from a handful of
+    # virtualenvs: with bytecode caching each start after the first reads .pyc
+    # files instead of compiling every module again. Some machines turn it off
+    # for everything (dev.py does the same for the test suite).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     # SIGTERM unwinds like Ctrl-C: every `finally` runs and stops its processes.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
