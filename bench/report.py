@@ -165,6 +165,14 @@ def times(value: float) -> str:
     return f"{value:,.0f}×" if value >= 100 else f"{value:.2f}×"
 
 
+def p99_ratio(ratios: list[float], idle: list[float], loaded: list[float]) -> str:
+    """A latency goal's figure: each repeat's p99 loaded ÷ idle, and the median
+    idle and loaded p99 it came from."""
+    return (
+        f"{fmt_spread(ratios, times)} ({ms(spread(idle)[0])} → {ms(spread(loaded)[0])})"
+    )
+
+
 def rate(value: float) -> str:
     return f"{value:,.0f}/s"
 

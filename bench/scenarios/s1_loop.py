@@ -23,7 +23,7 @@ from ..report import (
     Latency,
     Section,
     fmt_spread,
-    ms,
+    p99_ratio,
     percent,
     rate,
     spread,
@@ -219,9 +219,7 @@ def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
                 Goal(
                     f"P1 {variant.workload}",
                     f"/health p99 under load ≤ {P1_LIMIT}× idle",
-                    f"{fmt_spread(f['ratio_p99'], times)} "
-                    f"({ms(spread(f['idle_p99'])[0])} → "
-                    f"{ms(spread(f['loaded_p99'])[0])})",
+                    p99_ratio(f["ratio_p99"], f["idle_p99"], f["loaded_p99"]),
                     ratio <= P1_LIMIT,
                 )
             )

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 
 from ..harness import BenchProcess, Context, probe, settle, start_all, under_load, warm
 from ..plots import idle_and_loaded_p99
-from ..report import Goal, Latency, Section, fmt_spread, ms, rate, spread, times
+from ..report import (
+    Goal,
+    Latency,
+    Section,
+    fmt_spread,
+    p99_ratio,
+    rate,
+    spread,
+    times,
+)
 from ..services import Server, kill, spawn
 
 TITLE = "3. CPU-bound work"
@@ -176,9 +185,7 @@ def run(ctx: Context) -> Section:
                 Goal(
                     "P3",
                     f"cpu_bound /health p99 under load ≤ {P3_LIMIT:g}× idle",
-                    f"{fmt_spread(f['ratio_p99'], times)} "
-                    f"({ms(spread(f['idle_p99'])[0])} → "
-                    f"{ms(spread(f['loaded_p99'])[0])})",
+                    p99_ratio(f["ratio_p99"], f["idle_p99"], f["loaded_p99"]),
                     spread(f["ratio_p99"])[0] <= P3_LIMIT,
                 )
             )

@@ -16,7 +16,7 @@ from ..report import (
     Latency,
     Section,
     fmt_spread,
-    ms,
+    p99_ratio,
     percent,
     rate,
     spread,
@@ -173,8 +173,7 @@ def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Sect
         Goal(
             "P5 /health",
             f"under overload, /health p99 ≤ {P5_HEALTH:g}× idle",
-            f"{fmt_spread(on['health_ratio'], times)} "
-            f"({ms(spread(on['idle_p99'])[0])} → {ms(spread(on['health_p99'])[0])})",
+            p99_ratio(on["health_ratio"], on["idle_p99"], on["health_p99"]),
             spread(on["health_ratio"])[0] <= P5_HEALTH,
         )
     )
