@@ -12,6 +12,7 @@ about the same length in `def` (goal P3).
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,14 +51,30 @@ BUSY_LOOP = (
 
 
 @contextmanager
-def every_core_busy() -> Iterator[None]:
+def every_core_busy(warmup_s: float) -> Iterator[None]:
+    """One busy loop per core, each at SCHED_IDLE before this yields: until its
+    interpreter has started and reached the first line, a loop runs at normal
+    priority, and a probe begun then would measure its start-up, not the floor."""
     cores = os.cpu_count() or 1
     loops = [spawn([sys.executable, "-c", BUSY_LOOP]) for _ in range(cores)]
     try:
+        deadline = time.monotonic() + 15
+        while not all(at_idle_priority(loop.pid) for loop in loops):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the busy loops never reached SCHED_IDLE")
+            time.sleep(0.01)
+        time.sleep(warmup_s)  # as long as the other variants' load runs unprobed
         yield
     finally:
         for loop in loops:
             kill(loop)
+
+
+def at_idle_priority(pid: int) -> bool:
+    try:
+        return os.sched_getscheduler(pid) == os.SCHED_IDLE
+    except ProcessLookupError:
+        raise RuntimeError("a busy loop exited") from None
 
 
 @dataclass
@@ -75,7 +92,7 @@ def heavy_load(variant: Variant) -> dict:
 def loaded_probe(ctx: Context, variant: Variant, warmup_s: float, loaded_s: float):
     """/health's latency under the variant's load, and what that load achieved."""
     if variant.path is None:
-        with every_core_busy():
+        with every_core_busy(warmup_s):
             return Latency.of(probe(ctx, variant.server, loaded_s, idle=False)), None
     probed, heavy = under_load(
         ctx, variant.server, heavy_load(variant), warmup_s, loaded_s
