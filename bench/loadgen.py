@@ -43,7 +43,7 @@ class Load:
     concurrency: int | None = None  # closed loop: clients
     warmup_s: float = 0.0  # closed loop: completions before this are not counted
     grace_s: float = 2.0  # open loop: how long the last requests may still take
-    max_connections: int = 1024
+    max_connections: int = 1024  # open loop: connections open at once, at most
     keep_bodies: bool = False  # open loop: return each response body
 
 
@@ -67,6 +67,15 @@ class Result:
     errors: int = 0
 
 
+def read_head(head: bytes) -> tuple[int, int | None, bool]:
+    """A response head's status, Content-Length (None without one) and whether
+    the connection stays open."""
+    lower = head.lower()
+    at = lower.find(b"\r\ncontent-length:")
+    length = int(lower[at + 17 : lower.index(b"\r\n", at + 2)]) if at >= 0 else None
+    return int(head[9:12]), length, b"\r\nconnection: close" not in lower
+
+
 def encode(request: Request, port: int) -> bytes:
     method, path, *rest = request
     body = json.dumps(rest[0]).encode() if rest else b""
@@ -79,25 +88,19 @@ def encode(request: Request, port: int) -> bytes:
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
-        self.sent = 0.0
 
     @classmethod
     async def open(cls, port: int) -> "Connection":
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
-    async def exchange(self, raw: bytes) -> tuple[int, bytes, bool]:
-        """Send one request; return status, body and whether to keep the connection."""
-        self.sent = asyncio.get_running_loop().time()
+    async def exchange(self, raw: bytes) -> tuple[int, bool]:
+        """Send one request; return its status and whether to keep the connection."""
         self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"\r\ncontent-length:")
-        if at < 0:
+        status, length, keep = read_head(await self.reader.readuntil(b"\r\n\r\n"))
+        if length is None:
             raise ValueError("response without Content-Length")
-        length = int(lower[at + 17 : lower.index(b"\r\n", at + 2)])
-        body = await self.reader.readexactly(length)
-        return status, body, b"\r\nconnection: close" not in lower
+        await self.reader.readexactly(length)
+        return status, keep
 
     def close(self) -> None:
         self.writer.close()
@@ -112,8 +115,8 @@ class Pool:
         self.idle: list[Connection] = []
         self.all: set[Connection] = set()
 
-    async def exchange(self, raw: bytes) -> tuple[int, bytes, float]:
-        """Status, body and the loop time the request was written."""
+    async def exchange(self, raw: bytes) -> int:
+        """The answer's status."""
         async with self.slots:
             connection = self.idle.pop() if self.idle else None
             if connection is None:
@@ -121,14 +124,14 @@ class Pool:
                 self.all.add(connection)
             keep = False
             try:
-                status, body, keep = await connection.exchange(raw)
+                status, keep = await connection.exchange(raw)
             finally:
                 if keep:
                     self.idle.append(connection)
                 else:
                     connection.close()
                     self.all.discard(connection)
-            return status, body, connection.sent
+            return status
 
     def close(self) -> None:
         for connection in self.all:
@@ -257,14 +260,13 @@ class OpenLoop:
         end = buffer.find(b"\r\n\r\n")
         if end < 0 or i is None:
             return
-        head = buffer[: end + 4].lower()
-        at = head.find(b"\r\ncontent-length:")
-        length = int(head[at + 17 : head.index(b"\r\n", at + 2)]) if at >= 0 else 0
+        status, length, keep = read_head(buffer[: end + 4])
+        length = length or 0
         if len(buffer) < end + 4 + length:
             return
         body = buffer[end + 4 : end + 4 + length] if self.load.keep_bodies else b""
-        self.record(i, int(head[9:12]), body.decode(errors="replace"))
-        if b"\r\nconnection: close" in head:
+        self.record(i, status, body.decode(errors="replace"))
+        if not keep:
             self.close(sock)
             self.next_waiting()
             return
@@ -335,7 +337,7 @@ async def closed_loop(load: Load) -> Result:
         while loop.time() < window_end:
             sent = loop.time()
             try:
-                status, _, _ = await pool.exchange(raws[n % len(raws)])
+                status = await pool.exchange(raws[n % len(raws)])
             except (OSError, ValueError, asyncio.IncompleteReadError):
                 result.errors += 1
                 await asyncio.sleep(0.01)
