@@ -61,7 +61,9 @@ _prepared: set[Engine] = set()
 def engine() -> Engine:
     """The database at DATABASE_URL, the registry's (or, for Celery's defaults,
     which have no registry, the same file)."""
-    found = database.get_engine(settings.database_url, settings.thread_pool_size)
+    found = database.get_engine(
+        settings.database_url, settings.thread_pool_size, settings.thread_pool_bounds[1]
+    )
     if found not in _prepared:
         database.create_tables(metadata, found)
         _prepared.add(found)

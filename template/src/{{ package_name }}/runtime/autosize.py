@@ -1,0 +1,255 @@
+"""How many threads the load needs, decided from what the pool measures.
+
+`Autosizer` reads a thread budget's counters ten times a second and answers
+with a new size, or None. It is plain arithmetic on those readings, with no
+clock or event loop of its own, so the same decisions can be tested in
+microseconds and watched on a live server (docs: "Thread pool").
+
+- Need: Little's law on the last second. Calls arriving per second times the
+  seconds each holds a thread (completed calls, or the age of those holding
+  one now, whichever is longer: right after a downstream slows down, no slow
+  call has completed yet).
+- Grow fast: when calls had to wait for a thread and the need is above the
+  size, straight to the need plus headroom.
+- But probe: every growth is checked once the new threads have had time to
+  finish a call. Little's law again: at the old size, `size / completions per
+  second` was the hold time; the throughput the new size reached, at that hold
+  time, needs `old size × new rate / old rate` threads. Threads past that only
+  wait on whatever is saturated (a database that admits 30 at a time, the CPU),
+  so the pool settles there and stays under it for a while. It then tries a
+  step down, and keeps it while throughput holds.
+- Shrink slowly: only after calls have not waited for a whole slow window,
+  a tenth at a time, never below the threads in use.
+"""
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import NamedTuple
+
+# How often the sizer reads its pool.
+TICK_S = 0.1
+# The window of the need, and of the throughputs a probe compares.
+NEED_WINDOW_S = 0.5
+# The window that must pass without a call waiting before the pool shrinks.
+SHRINK_WINDOW_S = 10.0
+# Threads above the need: a pool sized to the need exactly queues at every burst.
+HEADROOM = 1.1
+# A probe keeps a growth when at least this share of the threads it added
+# raised the throughput...
+ADDED_USEFUL_SHARE = 0.5
+# ...judged this long after the hold time, when the throughput shows it; or
+# sooner, after EARLY_S, if most of them already have.
+PROBE_WAIT_S = 0.5
+EARLY_S = 0.2
+EARLY_USEFUL_SHARE = 0.8
+# After a growth that did not pay, the size it settled at is a ceiling this long.
+CEILING_S = 30.0
+# One growth adds at most this share of the size; one from under a ceiling,
+# the smaller share.
+MAX_STEP = 1.0
+GENTLE_STEP = 0.25
+# A step down is kept while throughput stays above this share of what it was.
+KEEP_RATE_SHARE = 0.9
+# A probe's size is enough when fewer than this share of calls waited for a thread.
+MOSTLY_SERVED = 0.1
+
+
+class Reading(NamedTuple):
+    """One look at a thread budget. Counters are cumulative since it started."""
+
+    at: float  # monotonic seconds
+    arrivals: int  # calls that asked for a thread
+    waits: int  # of those, calls that found none free
+    completions: int  # calls that gave their thread back
+    held_s: float  # seconds the completed calls held a thread, summed
+    in_use: int  # threads held now
+    holding_s: float  # seconds the calls holding a thread now have held it, summed
+    waiting: int  # calls waiting for a thread now
+
+
+@dataclass
+class Probe:
+    """A resize whose worth is judged once its threads have had time to work."""
+
+    from_size: int
+    to_size: int
+    from_rate: float  # completions per second at from_size
+    judge_from: float  # when the new size's throughput starts to show
+    judge_at: float  # when it is judged
+
+
+class Autosizer:
+    def __init__(self, size: int, minimum: int, maximum: int) -> None:
+        self.size = size
+        self.minimum = minimum
+        self.maximum = maximum
+        self.need = 0.0
+        self.readings: deque[Reading] = deque()
+        self.probe: Probe | None = None
+        self.ceiling = maximum
+        self.ceiling_until = 0.0
+        # Since a growth did not pay, growths are small, until one does.
+        self.gentle = False
+        self.last_shrink = 0.0
+        # Why the last resize happened, for the log line.
+        self.reason = ""
+
+    def observe(self, reading: Reading) -> int | None:
+        """Take a reading; the new size if the pool should change, else None."""
+        self.readings.append(reading)
+        # Kept: the readings of the last SHRINK_WINDOW_S, and one older.
+        while len(self.readings) > 2 and reading.at - self.readings[1].at >= (
+            SHRINK_WINDOW_S
+        ):
+            self.readings.popleft()
+        self.need = self.need_over(NEED_WINDOW_S)
+        if reading.at >= self.ceiling_until:
+            self.ceiling = self.maximum
+        if self.probe is not None:
+            return self.judge(self.probe, reading)
+        return self.grow(reading) or self.shrink(reading)
+
+    def grow(self, now: Reading) -> int | None:
+        recent = self.since(now.at - NEED_WINDOW_S)
+        if now.waits == recent.waits and not now.waiting:
+            return None  # nobody waited: the size is enough, whatever the estimate
+        need = self.need
+        if now.waiting and now.arrivals == recent.arrivals:
+            # Calls still wait that came before the window, in one burst: the
+            # window sees no arrivals, and no need. At least one more thread.
+            need = max(need, now.in_use + 1)
+        step = GENTLE_STEP if self.gentle else MAX_STEP
+        target = min(
+            math.ceil(need * HEADROOM),
+            math.ceil(self.size * (1 + step)),
+            self.ceiling,
+        )
+        if target <= self.size:
+            return None
+        self.start_probe(target, self.rate(recent, now), now)
+        return self.resize(target, f"calls waited, need {self.need:.1f}")
+
+    def judge(self, probe: Probe, now: Reading) -> int | None:
+        if now.at < probe.judge_from + EARLY_S:
+            return None
+        after = self.since(probe.judge_from)
+        rate = self.rate(after, now)
+        growth = probe.to_size - probe.from_size
+        if growth > 0 and probe.from_rate:
+            added_useful = probe.from_size * rate / probe.from_rate - probe.from_size
+            if added_useful >= growth * EARLY_USEFUL_SHARE:
+                self.probe = None
+                self.gentle = False
+                return None  # the threads added are already working: kept
+        if now.at < probe.judge_at:
+            return None
+        self.probe = None
+        if waited_share(after, now) < MOSTLY_SERVED:
+            self.gentle = self.gentle and growth < 0
+            return None  # the size served nearly every call at once: kept
+        if probe.to_size < probe.from_size:  # a step down below a saturation
+            if rate >= probe.from_rate * KEEP_RATE_SHARE:
+                return self.step_down(rate, now)  # nothing lost: lower still
+            self.hold_under(probe.from_size, now.at)
+            return self.resize(probe.from_size, "throughput fell: step down undone")
+        if not probe.from_rate:
+            return None  # nothing finished before: no rate to compare against
+        useful = math.ceil(probe.from_size * rate / probe.from_rate)
+        if useful - probe.from_size >= growth * ADDED_USEFUL_SHARE:
+            self.gentle = False
+            return None  # the threads added are working: kept
+        # Threads past `useful` wait on something saturated: settle there, then
+        # look for the size below it that still keeps the throughput.
+        self.size = max(probe.from_size, min(useful, probe.to_size))
+        self.hold_under(self.size, now.at)
+        return self.step_down(
+            rate, now, f"throughput did not follow (threads it uses: {useful})"
+        )
+
+    def step_down(
+        self, rate: float, now: Reading, why: str = "throughput held"
+    ) -> int | None:
+        """A smaller size, judged like a growth: kept while throughput holds."""
+        target = max(self.minimum, math.floor(self.size * (1 - GENTLE_STEP / 2)))
+        if target >= self.size:
+            return self.size
+        self.hold_under(target, now.at)
+        self.start_probe(target, rate, now)
+        return self.resize(target, f"{why}: backing off")
+
+    def start_probe(self, size: int, rate: float, now: Reading) -> None:
+        """Judge the move to `size` once its threads have each had time to
+        finish a call, on the throughput of the PROBE_WAIT_S after that."""
+        hold_s = max(self.hold_s(NEED_WINDOW_S), TICK_S)
+        self.probe = Probe(
+            from_size=self.size,
+            to_size=size,
+            from_rate=rate,
+            judge_from=now.at + hold_s,
+            judge_at=now.at + hold_s + PROBE_WAIT_S,
+        )
+
+    def shrink(self, now: Reading) -> int | None:
+        if now.at - self.last_shrink < 1.0:
+            return None
+        window = self.readings[0]
+        if now.at - window.at < SHRINK_WINDOW_S or now.waits != window.waits:
+            return None  # too soon to tell, or calls waited
+        slow_need = self.need_over(SHRINK_WINDOW_S)
+        wanted = math.ceil(slow_need * HEADROOM) + 1
+        target = max(self.minimum, now.in_use, wanted)
+        if wanted >= self.size * 0.8 or target >= self.size:
+            return None  # hysteresis: a need this near the size keeps it
+        self.last_shrink = now.at
+        step = max(target, self.size - max(1, self.size // 10))
+        return self.resize(step, f"need fell to {slow_need:.1f}")
+
+    def hold_under(self, size: int, now: float) -> None:
+        self.ceiling = size
+        self.ceiling_until = now + CEILING_S
+        self.gentle = True
+
+    def resize(self, size: int, reason: str) -> int:
+        self.size = size
+        self.reason = reason
+        return size
+
+    def since(self, at: float) -> Reading:
+        """The oldest reading taken at or after `at` (the newest if none is older)."""
+        for reading in self.readings:
+            if reading.at >= at:
+                return reading
+        return self.readings[-1]
+
+    def rate(self, first: Reading, last: Reading) -> float:
+        elapsed = last.at - first.at
+        if elapsed <= 0:
+            return 0.0
+        return (last.completions - first.completions) / elapsed
+
+    def hold_s(self, window_s: float) -> float:
+        """Seconds a call holds a thread: completed calls' mean, or the mean age
+        of the calls holding one now, whichever is longer."""
+        now = self.readings[-1]
+        first = self.since(now.at - window_s)
+        completed = now.completions - first.completions
+        done = (now.held_s - first.held_s) / completed if completed else 0.0
+        holding = now.holding_s / now.in_use if now.in_use else 0.0
+        return max(done, holding)
+
+    def need_over(self, window_s: float) -> float:
+        """Threads the load of the last `window_s` needs: arrivals/s × hold time."""
+        now = self.readings[-1]
+        first = self.since(now.at - window_s)
+        elapsed = now.at - first.at
+        if elapsed <= 0:
+            return self.need
+        arrivals_per_s = (now.arrivals - first.arrivals) / elapsed
+        return arrivals_per_s * self.hold_s(window_s)
+
+
+def waited_share(first: Reading, last: Reading) -> float:
+    """The share of the calls arriving between two readings that found no thread."""
+    arrivals = last.arrivals - first.arrivals
+    return (last.waits - first.waits) / arrivals if arrivals else 0.0
