@@ -3,7 +3,7 @@
 `Autosizer` reads a thread budget's counters ten times a second and answers
 with a new size, or None. It is plain arithmetic on those readings, with no
 clock or event loop of its own, so the same decisions can be tested in
-microseconds and watched on a live server (docs: "Thread pool").
+microseconds and watched on a live server (docs/thread-pool.md).
 
 - Need: Little's law on the last second. Calls arriving per second times the
   seconds each holds a thread (completed calls, or the age of those holding
