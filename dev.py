@@ -57,6 +57,7 @@ class Shard(NamedTuple):
     name: str
     pytest_args: tuple[str, ...]  # test files or node ids, as pytest takes them
     services: tuple[str, ...] = ()  # what its tests talk to
+    tools: tuple[str, ...] = ()  # Debian packages it runs (scripts/ensure-services.sh)
     lint: bool = False  # ruff over the template's own code first
     pythons: tuple[str, ...] = (DEFAULT_PYTHON,)  # CI runs it once on each
 
@@ -85,7 +86,7 @@ def shards() -> list[Shard]:
             for entry in ENTRIES
         ),
         Shard("update", ("tests/test_update.py",), SERVICES),
-        Shard("bench", ("tests/test_bench.py",), SERVICES),
+        Shard("bench", ("tests/test_bench.py",), SERVICES, tools=("wrk",)),
     ]
 
 
@@ -201,6 +202,7 @@ def test(args: list[str]) -> int:
         return 2
     selected = [by_name[name] for name in names] or list(by_name.values())
     services = [s for s in SERVICES if any(s in shard.services for shard in selected)]
+    services += sorted({tool for shard in selected for tool in shard.tools})
     # No shard named: no selection, so pytest runs its testpaths, shards or not.
     selection = [a for shard in selected for a in shard.pytest_args] if names else []
 

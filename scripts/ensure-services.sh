@@ -6,6 +6,7 @@
 #
 #   scripts/ensure-services.sh                     all three
 #   scripts/ensure-services.sh redis postgres      only those named
+#   scripts/ensure-services.sh wrk                 the bench's load generator
 #
 # In CI the services are containers already listening; nothing is started then.
 set -euo pipefail
@@ -91,11 +92,16 @@ ensure_postgres() {
   }
 }
 
+# Not a service: the benchmarks' throughput client (scenario 4 needs it).
+ensure_wrk() {
+  command -v wrk >/dev/null || install wrk
+}
+
 services=("$@")
 [ ${#services[@]} -gt 0 ] || services=(redis rabbitmq postgres)
 for service in "${services[@]}"; do
   case $service in
-    redis | rabbitmq | postgres) "ensure_$service" ;;
-    *) echo "ensure-services: unknown service $service (redis, rabbitmq, postgres)" >&2; exit 2 ;;
+    redis | rabbitmq | postgres | wrk) "ensure_$service" ;;
+    *) echo "ensure-services: unknown service $service (redis, rabbitmq, postgres, wrk)" >&2; exit 2 ;;
   esac
 done

@@ -5,21 +5,24 @@ with a new size, or None. It is plain arithmetic on those readings, with no
 clock or event loop of its own, so the same decisions can be tested in
 microseconds and watched on a live server (docs/thread-pool.md).
 
-- Need: Little's law on the last second. Calls arriving per second times the
-  seconds each holds a thread (completed calls, or the age of those holding
-  one now, whichever is longer: right after a downstream slows down, no slow
-  call has completed yet).
-- Grow fast: when calls had to wait for a thread and the need is above the
-  size, straight to the need plus headroom.
-- But probe: every growth is checked once the new threads have had time to
-  finish a call. Little's law again: at the old size, `size / completions per
-  second` was the hold time; the throughput the new size reached, at that hold
-  time, needs `old size × new rate / old rate` threads. Threads past that only
-  wait on whatever is saturated (a database that admits 30 at a time, the CPU),
-  so the pool settles there and stays under it for a while. It then tries a
-  step down, and keeps it while throughput holds.
-- Shrink slowly: only after calls have not waited for a whole slow window,
-  a tenth at a time, never below the threads in use.
+- Need: Little's law over the last half second. Calls arriving per second
+  times the seconds each holds a thread (completed calls, or the age of those
+  holding one now, whichever is longer: right after a downstream slows down,
+  no slow call has completed yet).
+- Grow fast: when calls had to wait for a thread, to the need plus headroom,
+  plus threads enough to serve the calls queued meanwhile within DRAIN_S;
+  those go again once the queue is empty.
+- But probe: a growth from a steady load is judged once each new thread has
+  had time to finish a call. While calls wait, every thread is busy, and by
+  Little's law the pool finishes `size / hold time` calls a second. Threads
+  that only wait on something saturated (a database that admits 30 at a
+  time, the CPU) lengthen the hold time as much as they add to the size: the
+  throughput stays. The pool then settles at the threads the throughput
+  needs, holds under them for a while, and tries smaller sizes as long as the
+  throughput stays. A growth while the hold time itself is changing (a
+  downstream slowing down) is made unjudged, once, and the next is judged.
+- Shrink slowly: only after no call has waited for SHRINK_WINDOW_S, a tenth at
+  a time, never below the threads in use.
 """
 
 import math
@@ -29,28 +32,29 @@ from typing import NamedTuple
 
 # How often the sizer reads its pool.
 TICK_S = 0.1
-# The window of the need, and of the throughputs a probe compares.
+# The window of the need, and of the hold times a probe compares.
 NEED_WINDOW_S = 0.5
 # The window that must pass without a call waiting before the pool shrinks.
 SHRINK_WINDOW_S = 10.0
 # Threads above the need: a pool sized to the need exactly queues at every burst.
 HEADROOM = 1.1
+# Calls that queued while the pool was too small get threads enough to be
+# served within this long; those threads go once the queue is empty.
+DRAIN_S = 1.0
 # A probe keeps a growth when at least this share of the threads it added
 # raised the throughput...
 ADDED_USEFUL_SHARE = 0.5
-# ...judged this long after the hold time, when the throughput shows it; or
-# sooner, after EARLY_S, if most of them already have.
+# ...judged on the hold times of this long a window, once each new thread has
+# had time to finish a call.
 PROBE_WAIT_S = 0.5
-EARLY_S = 0.2
-EARLY_USEFUL_SHARE = 0.8
 # After a growth that did not pay, the size it settled at is a ceiling this long.
 CEILING_S = 30.0
 # One growth adds at most this share of the size; one from under a ceiling,
 # the smaller share.
-MAX_STEP = 1.0
+MAX_STEP = 2.0
 GENTLE_STEP = 0.25
 # A step down is kept while throughput stays above this share of what it was.
-KEEP_RATE_SHARE = 0.9
+KEEP_SHARE = 0.9
 # A probe's size is enough when fewer than this share of calls waited for a thread.
 MOSTLY_SERVED = 0.1
 
@@ -74,7 +78,7 @@ class Probe:
 
     from_size: int
     to_size: int
-    from_rate: float  # completions per second at from_size
+    from_hold_s: float  # seconds a call held a thread at from_size
     judge_from: float  # when the new size's throughput starts to show
     judge_at: float  # when it is judged
 
@@ -91,6 +95,12 @@ class Autosizer:
         self.ceiling_until = 0.0
         # Since a growth did not pay, growths are small, until one does.
         self.gentle = False
+        # A growth made without a probe, its load still changing: the next
+        # one waits for a steady baseline, to be judged.
+        self.unjudged = False
+        self.resized_at = 0.0
+        # Sized for a queue as well as the need: back to the need once it is empty.
+        self.draining = False
         self.last_shrink = 0.0
         # Why the last resize happened, for the log line.
         self.reason = ""
@@ -119,78 +129,101 @@ class Autosizer:
             # Calls still wait that came before the window, in one burst: the
             # window sees no arrivals, and no need. At least one more thread.
             need = max(need, now.in_use + 1)
+        backlog = now.waiting * self.hold_s() / DRAIN_S
         step = GENTLE_STEP if self.gentle else MAX_STEP
         target = min(
-            math.ceil(need * HEADROOM),
+            math.ceil(need * HEADROOM + backlog),
             math.ceil(self.size * (1 + step)),
             self.ceiling,
         )
         if target <= self.size:
             return None
-        self.start_probe(target, self.rate(recent, now), now)
+        self.draining = backlog > 0
+        if self.steady(now):
+            self.unjudged = False
+            self.start_probe(target, self.hold_s(), now)
+        elif self.unjudged:
+            return None  # wait until the last growth can be a baseline
+        else:
+            # The calls' hold time is changing at this size (a downstream slowed
+            # down): no baseline to judge a growth against. Grow once, then
+            # judge the next growth once the load is steady.
+            self.unjudged = True
         return self.resize(target, f"calls waited, need {self.need:.1f}")
 
+    def steady(self, now: Reading) -> bool:
+        """Whether the pool has had this size for a window, and the last two
+        windows about the same hold time: a baseline to judge a growth by."""
+        if now.at - self.resized_at < PROBE_WAIT_S:
+            return False
+        middle = self.since(now.at - PROBE_WAIT_S)
+        earlier = self.mean_hold_s(self.since(now.at - 2 * PROBE_WAIT_S), middle)
+        # The calls holding a thread now count too: right after a downstream
+        # slows down, none of its slow calls has completed yet.
+        holding = now.holding_s / now.in_use if now.in_use else 0.0
+        later = max(self.mean_hold_s(middle, now), holding)
+        return bool(earlier and later) and 0.8 <= later / earlier <= 1.25
+
     def judge(self, probe: Probe, now: Reading) -> int | None:
-        if now.at < probe.judge_from + EARLY_S:
-            return None
-        after = self.since(probe.judge_from)
-        rate = self.rate(after, now)
-        growth = probe.to_size - probe.from_size
-        if growth > 0 and probe.from_rate:
-            added_useful = probe.from_size * rate / probe.from_rate - probe.from_size
-            if added_useful >= growth * EARLY_USEFUL_SHARE:
-                self.probe = None
-                self.gentle = False
-                return None  # the threads added are already working: kept
         if now.at < probe.judge_at:
             return None
         self.probe = None
+        after = self.since(probe.judge_from)
+        growth = probe.to_size - probe.from_size
         if waited_share(after, now) < MOSTLY_SERVED:
             self.gentle = self.gentle and growth < 0
             return None  # the size served nearly every call at once: kept
-        if probe.to_size < probe.from_size:  # a step down below a saturation
-            if rate >= probe.from_rate * KEEP_RATE_SHARE:
-                return self.step_down(rate, now)  # nothing lost: lower still
+        hold_now_s = self.mean_hold_s(after, now) or self.hold_s()
+        # Every thread is busy (calls wait): by Little's law the pool finishes
+        # size / hold calls a second. Threads that only wait on something
+        # saturated lengthen the hold as much as they add to the size, so the
+        # throughput stays, and the threads it needs at the old hold time
+        # stay as many as before.
+        useful = probe.to_size * probe.from_hold_s / hold_now_s
+        if growth < 0:  # a step down below a saturation
+            if useful >= probe.from_size * KEEP_SHARE:
+                return self.step_down(hold_now_s, now)  # nothing lost: lower
             self.hold_under(probe.from_size, now.at)
             return self.resize(probe.from_size, "throughput fell: step down undone")
-        if not probe.from_rate:
-            return None  # nothing finished before: no rate to compare against
-        useful = math.ceil(probe.from_size * rate / probe.from_rate)
         if useful - probe.from_size >= growth * ADDED_USEFUL_SHARE:
             self.gentle = False
             return None  # the threads added are working: kept
         # Threads past `useful` wait on something saturated: settle there, then
         # look for the size below it that still keeps the throughput.
-        self.size = max(probe.from_size, min(useful, probe.to_size))
+        self.size = max(probe.from_size, min(math.ceil(useful), probe.to_size))
         self.hold_under(self.size, now.at)
         return self.step_down(
-            rate, now, f"throughput did not follow (threads it uses: {useful})"
+            hold_now_s, now, f"throughput did not follow ({useful:.0f} of use)"
         )
 
     def step_down(
-        self, rate: float, now: Reading, why: str = "throughput held"
+        self, hold_s: float, now: Reading, why: str = "throughput held"
     ) -> int | None:
         """A smaller size, judged like a growth: kept while throughput holds."""
         target = max(self.minimum, math.floor(self.size * (1 - GENTLE_STEP / 2)))
         if target >= self.size:
             return self.size
         self.hold_under(target, now.at)
-        self.start_probe(target, rate, now)
+        self.start_probe(target, hold_s, now)
         return self.resize(target, f"{why}: backing off")
 
-    def start_probe(self, size: int, rate: float, now: Reading) -> None:
+    def start_probe(self, size: int, hold_s: float, now: Reading) -> None:
         """Judge the move to `size` once its threads have each had time to
-        finish a call, on the throughput of the PROBE_WAIT_S after that."""
-        hold_s = max(self.hold_s(NEED_WINDOW_S), TICK_S)
+        finish a call, on the hold times of the PROBE_WAIT_S after that. A
+        call waiting on a saturated downstream holds its thread longer, by as
+        much as the pool grew: that long."""
+        wait_s = max(hold_s * max(1.0, size / self.size), TICK_S)
         self.probe = Probe(
             from_size=self.size,
             to_size=size,
-            from_rate=rate,
-            judge_from=now.at + hold_s,
-            judge_at=now.at + hold_s + PROBE_WAIT_S,
+            from_hold_s=hold_s,
+            judge_from=now.at + wait_s,
+            judge_at=now.at + wait_s + PROBE_WAIT_S,
         )
 
     def shrink(self, now: Reading) -> int | None:
+        if self.draining:
+            return self.drained(now)
         if now.at - self.last_shrink < 1.0:
             return None
         window = self.readings[0]
@@ -205,6 +238,16 @@ class Autosizer:
         step = max(target, self.size - max(1, self.size // 10))
         return self.resize(step, f"need fell to {slow_need:.1f}")
 
+    def drained(self, now: Reading) -> int | None:
+        """Once no call has waited for a while, the threads for the queue go."""
+        if now.waiting or now.waits != self.since(now.at - NEED_WINDOW_S).waits:
+            return None
+        self.draining = False
+        target = max(self.minimum, now.in_use, math.ceil(self.need * HEADROOM) + 1)
+        if target >= self.size:
+            return None
+        return self.resize(target, f"queue served, need {self.need:.1f}")
+
     def hold_under(self, size: int, now: float) -> None:
         self.ceiling = size
         self.ceiling_until = now + CEILING_S
@@ -212,6 +255,7 @@ class Autosizer:
 
     def resize(self, size: int, reason: str) -> int:
         self.size = size
+        self.resized_at = self.readings[-1].at
         self.reason = reason
         return size
 
@@ -222,21 +266,18 @@ class Autosizer:
                 return reading
         return self.readings[-1]
 
-    def rate(self, first: Reading, last: Reading) -> float:
-        elapsed = last.at - first.at
-        if elapsed <= 0:
-            return 0.0
-        return (last.completions - first.completions) / elapsed
-
-    def hold_s(self, window_s: float) -> float:
+    def hold_s(self, window_s: float = NEED_WINDOW_S) -> float:
         """Seconds a call holds a thread: completed calls' mean, or the mean age
         of the calls holding one now, whichever is longer."""
         now = self.readings[-1]
-        first = self.since(now.at - window_s)
-        completed = now.completions - first.completions
-        done = (now.held_s - first.held_s) / completed if completed else 0.0
+        done = self.mean_hold_s(self.since(now.at - window_s), now)
         holding = now.holding_s / now.in_use if now.in_use else 0.0
         return max(done, holding)
+
+    def mean_hold_s(self, first: Reading, last: Reading) -> float:
+        """The mean hold of the calls completed between two readings (0: none)."""
+        completed = last.completions - first.completions
+        return (last.held_s - first.held_s) / completed if completed else 0.0
 
     def need_over(self, window_s: float) -> float:
         """Threads the load of the last `window_s` needs: arrivals/s × hold time."""
