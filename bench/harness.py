@@ -75,10 +75,13 @@ class Context:
     def server(self, project: str, name: str, **env: str) -> Server:
         return Server.of(self.projects[project], name, self.work, **env)
 
-    def bench_app(self, module: str, **env: str) -> Server:
-        """An app from bench/apps/, on the blocking_io project's interpreter."""
+    def bench_app(self, module: str, name: str = "", **env: str) -> Server:
+        """An app from bench/apps/, on the blocking_io project's interpreter;
+        `name` (default: the module's) names its log, for apps started twice."""
         server = Server.bench_app(self.projects["blocking_io"], module, self.work)
         server.env.update(env)
+        if name:
+            server.name, server.log_path = name, self.work / f"{name}.log"
         return server
 
 
@@ -88,15 +91,16 @@ def log(message: str) -> None:
 
 
 class BenchProcess:
-    """bench/apps/<name>.py, a bare asyncio server, on the suite's interpreter."""
+    """bench/apps/<name>.py, a bare asyncio server, on the suite's interpreter;
+    `args` follow its port on the command line."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, *args: str):
+        self.name, self.args = name, list(args)
 
     def __enter__(self) -> "BenchProcess":
         self.port = free_port()
         app = str(APPS / f"{self.name}.py")
-        self.process = spawn([sys.executable, app, str(self.port)])
+        self.process = spawn([sys.executable, app, str(self.port), *self.args])
         tcp_ready(self.port, self.process)
         return self
 

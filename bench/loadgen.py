@@ -2,11 +2,12 @@
 
 Two modes:
 
-- open loop (`rate`): request i is due at start + i / rate, whatever happened
-  before it. Its latency runs from that due time, not from when it was sent, so
-  a stalled server cannot hide the queue it causes (no coordinated omission):
-  a request that waited for a free connection, or for the generator itself,
-  counts that wait as latency. `send_lag` says how much of it was ours. Plain
+- open loop (`rate`, or `phases` of different rates one after another):
+  request i is due at start + i / rate, whatever happened before it. Its
+  latency runs from that due time, not from when it was sent, so a stalled
+  server cannot hide the queue it causes (no coordinated omission): a request
+  that waited for a free connection, or for the generator itself, counts that
+  wait as latency. `send_lag` says how much of it was ours. Plain
   sockets on two threads (see `OpenLoop`): the probe of every latency figure.
 - closed loop (`concurrency`): that many clients on asyncio streams, each
   sending its next request as soon as the last one is answered. For throughput.
@@ -45,6 +46,13 @@ class Load:
     grace_s: float = 2.0  # open loop: how long the last requests may still take
     max_connections: int = 1024  # open loop: connections open at once, at most
     keep_bodies: bool = False  # open loop: return each response body
+    # Open loop whose rate changes: [rate, seconds, request] one after another,
+    # instead of `rate` and `requests`; duration_s is then their seconds summed.
+    phases: list[list] | None = None
+    # Open loop: the time.monotonic() to start at, instead of now. The clock is
+    # the machine's, so loads in several processes given the same one share a
+    # time axis: a poll of the server's state lines up with the load it sees.
+    start_at: float | None = None
 
 
 @dataclass
@@ -138,6 +146,25 @@ class Pool:
             connection.close()
 
 
+def schedule(load: Load) -> tuple[list[float], list[bytes]]:
+    """An open loop's requests: when each is due (seconds from the start), and
+    its bytes."""
+    phases = load.phases or [[load.rate, load.duration_s, None]]
+    due: list[float] = []
+    raws: list[bytes] = []
+    begin = 0.0
+    for rate, seconds, request in phases:
+        count = max(1, round(rate * seconds))
+        due += [begin + i / rate for i in range(count)]
+        if request is None:  # one rate: the requests, cycled through
+            cycle = [encode(each, load.port) for each in load.requests]
+            raws += [cycle[i % len(cycle)] for i in range(count)]
+        else:
+            raws += [encode(request, load.port)] * count
+        begin += seconds
+    return due, raws
+
+
 class OpenLoop:
     """Open loop on two threads and plain sockets, no event loop: on a machine
     whose cores are all busy, every wake-up of ours costs milliseconds, and the
@@ -153,12 +180,11 @@ class OpenLoop:
     """
 
     def __init__(self, load: Load) -> None:
-        assert load.rate
+        assert load.rate or load.phases
         self.load = load
-        self.raws = [encode(request, load.port) for request in load.requests]
-        count = max(1, round(load.rate * load.duration_s))
         self.result = Result("open", load.duration_s)
-        self.result.due = [i / load.rate for i in range(count)]
+        self.result.due, self.raws = schedule(load)
+        count = len(self.result.due)
         self.result.latency = [None] * count
         self.result.send_lag = [0.0] * count
         self.result.status = [0] * count
@@ -175,6 +201,8 @@ class OpenLoop:
         self.done = threading.Event()  # every request answered, or failed
         self.over = False  # past the deadline: nothing more is recorded
         self.start = time.monotonic() + 0.05
+        if load.start_at is not None:
+            self.start = load.start_at
 
     def run(self) -> Result:
         receiver = threading.Thread(target=self.receive, daemon=True)
@@ -222,7 +250,7 @@ class OpenLoop:
     def write(self, sock: socket.socket, i: int) -> None:
         self.result.send_lag[i] = time.monotonic() - (self.start + self.result.due[i])
         try:
-            sock.sendall(self.raws[i % len(self.raws)])
+            sock.sendall(self.raws[i])
         except OSError:
             self.fail(sock)
 
@@ -361,7 +389,9 @@ async def closed_loop(load: Load) -> Result:
 
 
 def drive(load: Load) -> Result:
-    return OpenLoop(load).run() if load.rate else asyncio.run(closed_loop(load))
+    if load.rate or load.phases:
+        return OpenLoop(load).run()
+    return asyncio.run(closed_loop(load))
 
 
 def main() -> None:

@@ -81,7 +81,10 @@ Points = tuple[list[float], list[float], str]  # xs, ys, colour
 
 
 def timeline(
-    path: Path, title: str, panels: list[tuple[str, dict[str, Points], bool]]
+    path: Path,
+    title: str,
+    panels: list[tuple[str, dict[str, Points], bool]],
+    xlabel: str = "seconds into the overload",
 ) -> None:
     """Stacked panels sharing the time axis; each is (ylabel, {name: points}, log)."""
     fig, axes = plt.subplots(
@@ -101,7 +104,7 @@ def timeline(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, markerscale=4)
     axes[0, 0].set_title(title, fontsize=10)
-    axes[-1, 0].set_xlabel("seconds into the overload")
+    axes[-1, 0].set_xlabel(xlabel)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

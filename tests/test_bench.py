@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, run
 
-SCENARIOS = 7  # bench/scenarios: s0 to s6
+SCENARIOS = 8  # bench/scenarios: s0 to s7
 GOALS = [
     "P1 blocking_io",
     "P1 async_io",
@@ -27,6 +27,12 @@ GOALS = [
     "P5 503s",
     "P5 /health",
     "0 jobs lost, redis",  # smoke runs: Redis only
+    "P7 step: answered",
+    "P7 step: p99",
+    "P7 step: size",
+    "P7 saturated: size",
+    "P7 saturated: p99",
+    "P7 steady: size",
 ]
 PLOTS = {
     "bench-loop-freedom.png",
@@ -36,6 +42,7 @@ PLOTS = {
     "bench-user-route.png",
     "bench-overload.png",
     "bench-durability.png",
+    "bench-adaptive.png",
 }
 
 

@@ -14,6 +14,7 @@ from . import (
     s4_overhead,
     s5_overload,
     s6_durability,
+    s7_adaptive,
 )
 
 SCENARIOS = {
@@ -24,4 +25,5 @@ SCENARIOS = {
     "s4": s4_overhead,
     "s5": s5_overload,
     "s6": s6_durability,
+    "s7": s7_adaptive,
 }

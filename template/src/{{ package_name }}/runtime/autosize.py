@@ -138,7 +138,7 @@ class Autosizer:
         )
         if target <= self.size:
             return None
-        self.draining = backlog > 0
+        self.draining = self.draining or backlog > 0
         if self.steady(now):
             self.unjudged = False
             self.start_probe(target, self.hold_s(), now)
