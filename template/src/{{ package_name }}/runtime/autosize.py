@@ -230,7 +230,7 @@ class Autosizer:
         if now.at - window.at < SHRINK_WINDOW_S or now.waits != window.waits:
             return None  # too soon to tell, or calls waited
         slow_need = self.need_over(SHRINK_WINDOW_S)
-        wanted = math.ceil(slow_need * HEADROOM) + 1
+        wanted = math.ceil(slow_need * HEADROOM)
         target = max(self.minimum, now.in_use, wanted)
         if wanted >= self.size * 0.8 or target >= self.size:
             return None  # hysteresis: a need this near the size keeps it
@@ -243,7 +243,7 @@ class Autosizer:
         if now.waiting or now.waits != self.since(now.at - NEED_WINDOW_S).waits:
             return None
         self.draining = False
-        target = max(self.minimum, now.in_use, math.ceil(self.need * HEADROOM) + 1)
+        target = max(self.minimum, now.in_use, math.ceil(self.need * HEADROOM))
         if target >= self.size:
             return None
         return self.resize(target, f"queue served, need {self.need:.1f}")
