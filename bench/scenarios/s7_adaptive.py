@@ -556,10 +556,11 @@ def goals(section: Section, figures: dict, settle_s: float) -> None:
         Goal(
             "P7 saturated: size",
             f"adaptive size ≤ {SATURATED_SIZE} with a downstream taking {SLOTS} at "
-            f"once (max after {settle_s:g} s)",
-            f"max {threads(saturated['size_max'])}, median "
-            f"{threads(saturated['size'])}",
-            spread(saturated["size_max"])[0] <= SATURATED_SIZE,
+            f"once (the median after {settle_s:g} s: the size it settles at; the "
+            "max shows its probes)",
+            f"median {threads(saturated['size'])}, max "
+            f"{threads(saturated['size_max'])}",
+            spread(saturated["size"])[0] <= SATURATED_SIZE,
         )
     )
     section.goals.append(
