@@ -117,7 +117,10 @@ class Autosizer:
         if reading.at >= self.ceiling_until:
             self.ceiling = self.maximum
         if self.probe is not None:
-            return self.judge(self.probe, reading)
+            if not (self.draining and self.served(reading)):
+                return self.judge(self.probe, reading)
+            self.probe = None  # the queue is served: the growth did its work
+            self.gentle = False
         return self.grow(reading) or self.shrink(reading)
 
     def grow(self, now: Reading) -> int | None:
@@ -238,9 +241,13 @@ class Autosizer:
         step = max(target, self.size - max(1, self.size // 10))
         return self.resize(step, f"need fell to {slow_need:.1f}")
 
+    def served(self, now: Reading) -> bool:
+        """Whether no call waits, nor waited over the last window."""
+        return not now.waiting and now.waits == self.since(now.at - NEED_WINDOW_S).waits
+
     def drained(self, now: Reading) -> int | None:
         """Once no call has waited for a while, the threads for the queue go."""
-        if now.waiting or now.waits != self.since(now.at - NEED_WINDOW_S).waits:
+        if not self.served(now):
             return None
         self.draining = False
         target = max(self.minimum, now.in_use, math.ceil(self.need * HEADROOM))
