@@ -53,6 +53,11 @@ CEILING_S = 30.0
 # the smaller share.
 MAX_STEP = 2.0
 GENTLE_STEP = 0.25
+# A growth is kept at once if, this many hold times after it, the calls holding
+# a thread are on average younger than this share of the hold time: arriving
+# evenly and finishing in time, they would be half as old.
+EARLY_HOLDS = 1.25
+YOUNG_SHARE = 0.6
 # A step down is kept while throughput stays above this share of what it was.
 KEEP_SHARE = 0.9
 # A probe's size is enough when fewer than this share of calls waited for a thread.
@@ -79,6 +84,7 @@ class Probe:
     from_size: int
     to_size: int
     from_hold_s: float  # seconds a call held a thread at from_size
+    started: float
     judge_from: float  # when the new size's throughput starts to show
     judge_at: float  # when it is judged
 
@@ -128,7 +134,7 @@ class Autosizer:
         if now.waits == recent.waits and not now.waiting:
             return None  # nobody waited: the size is enough, whatever the estimate
         need = self.need
-        if now.waiting and now.arrivals == recent.arrivals:
+        if now.waiting and recent is not now and now.arrivals == recent.arrivals:
             # Calls still wait that came before the window, in one burst: the
             # window sees no arrivals, and no need. At least one more thread.
             need = max(need, now.in_use + 1)
@@ -168,6 +174,10 @@ class Autosizer:
         return bool(earlier and later) and 0.8 <= later / earlier <= 1.25
 
     def judge(self, probe: Probe, now: Reading) -> int | None:
+        if self.unhindered(probe, now):
+            self.probe = None
+            self.gentle = False
+            return None  # kept, and the next growth may come at once
         if now.at < probe.judge_at:
             return None
         self.probe = None
@@ -199,6 +209,17 @@ class Autosizer:
             hold_now_s, now, f"throughput did not follow ({useful:.0f} of use)"
         )
 
+    def unhindered(self, probe: Probe, now: Reading) -> bool:
+        """Whether a growth's calls already hold their threads no longer than
+        before it: once each has had time to finish, none is held up (as a call
+        waiting on a saturated downstream would be), the calls in flight being
+        younger than the hold time on average."""
+        if probe.to_size < probe.from_size or not now.in_use:
+            return False
+        if now.at < probe.started + EARLY_HOLDS * probe.from_hold_s:
+            return False
+        return now.holding_s / now.in_use <= YOUNG_SHARE * probe.from_hold_s
+
     def step_down(
         self, hold_s: float, now: Reading, why: str = "throughput held"
     ) -> int | None:
@@ -220,6 +241,7 @@ class Autosizer:
             from_size=self.size,
             to_size=size,
             from_hold_s=hold_s,
+            started=now.at,
             judge_from=now.at + wait_s,
             judge_at=now.at + wait_s + PROBE_WAIT_S,
         )
