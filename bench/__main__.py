@@ -1,6 +1,6 @@
 """loopsafe's benchmark suite: render services, load them, write the tables and plots.
 
-    uv run python -m bench               # everything, about 10 minutes on 2 cores
+    uv run python -m bench               # everything, about 13 minutes on 2 cores
     uv run python -m bench --smoke       # seconds per scenario: does it still run?
     uv run python -m bench --only s1,s3  # some scenarios
     uv run python -m bench --template ../other-checkout  # another template tree
@@ -37,7 +37,7 @@ From a clone of loopsafe, on a quiet machine (the figures are only as steady as
 the machine: nothing else should run meanwhile):
 
 ```sh
-uv run python -m bench            # every scenario, about 10 minutes
+uv run python -m bench            # every scenario, about 13 minutes
 uv run python -m bench --only s2  # one scenario; --smoke: seconds, as a check
 ```
 
