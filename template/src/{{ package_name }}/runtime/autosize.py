@@ -44,9 +44,9 @@ DRAIN_S = 1.0
 # A probe keeps a growth when at least this share of the threads it added
 # raised the throughput...
 ADDED_USEFUL_SHARE = 0.5
-# ...judged on the hold times of this long a window, once each new thread has
-# had time to finish a call.
-PROBE_WAIT_S = 0.5
+# ...judged on the calls finished over this long a window, once each new
+# thread has had time to finish one.
+PROBE_WAIT_S = 1.0
 # After a growth that did not pay, the size it settled at is a ceiling this long.
 CEILING_S = 30.0
 # One growth adds at most this share of the size; one from under a ceiling,
@@ -56,12 +56,10 @@ GENTLE_STEP = 0.25
 # A growth is kept at once if, this many hold times after it, the calls holding
 # a thread are on average younger than this share of the hold time: arriving
 # evenly and finishing in time, they would be half as old.
-EARLY_HOLDS = 1.25
+EARLY_HOLDS = 2.0
 YOUNG_SHARE = 0.6
 # A step down is kept while throughput stays above this share of what it was.
 KEEP_SHARE = 0.9
-# A probe's size is enough when fewer than this share of calls waited for a thread.
-MOSTLY_SERVED = 0.1
 
 
 class Reading(NamedTuple):
@@ -123,10 +121,7 @@ class Autosizer:
         if reading.at >= self.ceiling_until:
             self.ceiling = self.maximum
         if self.probe is not None:
-            if not (self.draining and self.served(reading)):
-                return self.judge(self.probe, reading)
-            self.probe = None  # the queue is served: the growth did its work
-            self.gentle = False
+            return self.judge(self.probe, reading)
         return self.grow(reading) or self.shrink(reading)
 
     def grow(self, now: Reading) -> int | None:
@@ -183,16 +178,14 @@ class Autosizer:
         self.probe = None
         after = self.since(probe.judge_from)
         growth = probe.to_size - probe.from_size
-        if waited_share(after, now) < MOSTLY_SERVED:
-            self.gentle = self.gentle and growth < 0
-            return None  # the size served nearly every call at once: kept
+        # The threads the calls finished a second now need at the hold time
+        # they had before (Little's law). Threads that only wait on something
+        # saturated finish no more calls: they are not counted. Nor are those
+        # the load does not use.
+        elapsed = now.at - after.at
+        finished_per_s = (now.completions - after.completions) / elapsed
+        useful = finished_per_s * probe.from_hold_s
         hold_now_s = self.mean_hold_s(after, now) or self.hold_s()
-        # Every thread is busy (calls wait): by Little's law the pool finishes
-        # size / hold calls a second. Threads that only wait on something
-        # saturated lengthen the hold as much as they add to the size, so the
-        # throughput stays, and the threads it needs at the old hold time
-        # stay as many as before.
-        useful = probe.to_size * probe.from_hold_s / hold_now_s
         if growth < 0:  # a step down below a saturation
             if useful >= probe.from_size * KEEP_SHARE:
                 return self.step_down(hold_now_s, now)  # nothing lost: lower
@@ -205,8 +198,10 @@ class Autosizer:
         # look for the size below it that still keeps the throughput.
         self.size = max(probe.from_size, min(math.ceil(useful), probe.to_size))
         self.hold_under(self.size, now.at)
+        # Each thread less shortens the hold of those left waiting as much.
+        settled_hold_s = hold_now_s * self.size / probe.to_size
         return self.step_down(
-            hold_now_s, now, f"throughput did not follow ({useful:.0f} of use)"
+            settled_hold_s, now, f"throughput did not follow ({useful:.0f} of use)"
         )
 
     def unhindered(self, probe: Probe, now: Reading) -> bool:
@@ -236,7 +231,13 @@ class Autosizer:
         finish a call, on the hold times of the PROBE_WAIT_S after that. A
         call waiting on a saturated downstream holds its thread longer, by as
         much as the pool grew: that long."""
-        wait_s = max(hold_s * max(1.0, size / self.size), TICK_S)
+        if size > self.size:
+            wait_s = hold_s * size / self.size
+        else:
+            # The calls queued at the downstream by the threads taken away are
+            # served first: the shorter hold shows a hold time later.
+            wait_s = 2 * hold_s
+        wait_s = max(wait_s, TICK_S)
         self.probe = Probe(
             from_size=self.size,
             to_size=size,
@@ -263,13 +264,9 @@ class Autosizer:
         step = max(target, self.size - max(1, self.size // 10))
         return self.resize(step, f"need fell to {slow_need:.1f}")
 
-    def served(self, now: Reading) -> bool:
-        """Whether no call waits, nor waited over the last window."""
-        return not now.waiting and now.waits == self.since(now.at - NEED_WINDOW_S).waits
-
     def drained(self, now: Reading) -> int | None:
         """Once no call has waited for a while, the threads for the queue go."""
-        if not self.served(now):
+        if now.waiting or now.waits != self.since(now.at - NEED_WINDOW_S).waits:
             return None
         self.draining = False
         target = max(self.minimum, now.in_use, math.ceil(self.need * HEADROOM))
@@ -317,9 +314,3 @@ class Autosizer:
             return self.need
         arrivals_per_s = (now.arrivals - first.arrivals) / elapsed
         return arrivals_per_s * self.hold_s(window_s)
-
-
-def waited_share(first: Reading, last: Reading) -> float:
-    """The share of the calls arriving between two readings that found no thread."""
-    arrivals = last.arrivals - first.arrivals
-    return (last.waits - first.waits) / arrivals if arrivals else 0.0
