@@ -186,6 +186,8 @@ class Autosizer:
         finished_per_s = (now.completions - after.completions) / elapsed
         useful = finished_per_s * probe.from_hold_s
         hold_now_s = self.mean_hold_s(after, now) or self.hold_s()
+        if growth == 0:  # measured where it settled: now below it
+            return self.step_down(hold_now_s, now)
         if growth < 0:  # a step down below a saturation
             if useful >= probe.from_size * KEEP_SHARE:
                 return self.step_down(hold_now_s, now)  # nothing lost: lower
@@ -196,12 +198,22 @@ class Autosizer:
             return None  # the threads added are working: kept
         # Threads past `useful` wait on something saturated: settle there, then
         # look for the size below it that still keeps the throughput.
-        self.size = max(probe.from_size, min(math.ceil(useful), probe.to_size))
-        self.hold_under(self.size, now.at)
-        # Each thread less shortens the hold of those left waiting as much.
-        settled_hold_s = hold_now_s * self.size / probe.to_size
-        return self.step_down(
-            settled_hold_s, now, f"throughput did not follow ({useful:.0f} of use)"
+        settled = max(probe.from_size, min(math.ceil(useful), probe.to_size))
+        self.hold_under(settled, now.at)
+        # Measured there first, the baseline of the steps down that follow,
+        # once the calls queued by the threads taken away are served: each
+        # thread less shortens the hold of those left waiting as much.
+        settled_hold_s = hold_now_s * settled / probe.to_size
+        self.probe = Probe(
+            from_size=settled,
+            to_size=settled,
+            from_hold_s=settled_hold_s,
+            started=now.at,
+            judge_from=now.at + 2 * settled_hold_s,
+            judge_at=now.at + 2 * settled_hold_s + PROBE_WAIT_S,
+        )
+        return self.resize(
+            settled, f"throughput did not follow ({useful:.0f} of use): backing off"
         )
 
     def unhindered(self, probe: Probe, now: Reading) -> bool:
@@ -209,7 +221,7 @@ class Autosizer:
         before it: once each has had time to finish, none is held up (as a call
         waiting on a saturated downstream would be), the calls in flight being
         younger than the hold time on average."""
-        if probe.to_size < probe.from_size or not now.in_use:
+        if probe.to_size <= probe.from_size or not now.in_use:
             return False
         if now.at < probe.started + EARLY_HOLDS * probe.from_hold_s:
             return False
