@@ -164,8 +164,7 @@ class Autosizer:
         earlier = self.mean_hold_s(self.since(now.at - 2 * PROBE_WAIT_S), middle)
         # The calls holding a thread now count too: right after a downstream
         # slows down, none of its slow calls has completed yet.
-        holding = now.holding_s / now.in_use if now.in_use else 0.0
-        later = max(self.mean_hold_s(middle, now), holding)
+        later = max(self.mean_hold_s(middle, now), mean_age_s(now))
         return bool(earlier and later) and 0.8 <= later / earlier <= 1.25
 
     def judge(self, probe: Probe, now: Reading) -> int | None:
@@ -200,21 +199,13 @@ class Autosizer:
         # look for the size below it that still keeps the throughput.
         settled = max(probe.from_size, min(math.ceil(useful), probe.to_size))
         self.hold_under(settled, now.at)
-        # Measured there first, the baseline of the steps down that follow,
-        # once the calls queued by the threads taken away are served: each
-        # thread less shortens the hold of those left waiting as much.
-        settled_hold_s = hold_now_s * settled / probe.to_size
-        self.probe = Probe(
-            from_size=settled,
-            to_size=settled,
-            from_hold_s=settled_hold_s,
-            started=now.at,
-            judge_from=now.at + 2 * settled_hold_s,
-            judge_at=now.at + 2 * settled_hold_s + PROBE_WAIT_S,
-        )
-        return self.resize(
+        resized = self.resize(
             settled, f"throughput did not follow ({useful:.0f} of use): backing off"
         )
+        # Measured there first, the baseline of the steps down that follow:
+        # each thread less shortens the hold of those left waiting as much.
+        self.start_probe(settled, hold_now_s * settled / probe.to_size, now)
+        return resized
 
     def unhindered(self, probe: Probe, now: Reading) -> bool:
         """Whether a growth's calls already hold their threads no longer than
@@ -225,7 +216,7 @@ class Autosizer:
             return False
         if now.at < probe.started + EARLY_HOLDS * probe.from_hold_s:
             return False
-        return now.holding_s / now.in_use <= YOUNG_SHARE * probe.from_hold_s
+        return mean_age_s(now) <= YOUNG_SHARE * probe.from_hold_s
 
     def step_down(
         self, hold_s: float, now: Reading, why: str = "throughput held"
@@ -239,10 +230,10 @@ class Autosizer:
         return self.resize(target, f"{why}: backing off")
 
     def start_probe(self, size: int, hold_s: float, now: Reading) -> None:
-        """Judge the move to `size` once its threads have each had time to
-        finish a call, on the hold times of the PROBE_WAIT_S after that. A
-        call waiting on a saturated downstream holds its thread longer, by as
-        much as the pool grew: that long."""
+        """Judge the move to `size` (or, at the same size, measure it) once its
+        threads have each had time to finish a call, on the calls finished over
+        the PROBE_WAIT_S after that. A call waiting on a saturated downstream
+        holds its thread longer, by as much as the pool grew: that long."""
         if size > self.size:
             wait_s = hold_s * size / self.size
         else:
@@ -309,8 +300,7 @@ class Autosizer:
         of the calls holding one now, whichever is longer."""
         now = self.readings[-1]
         done = self.mean_hold_s(self.since(now.at - window_s), now)
-        holding = now.holding_s / now.in_use if now.in_use else 0.0
-        return max(done, holding)
+        return max(done, mean_age_s(now))
 
     def mean_hold_s(self, first: Reading, last: Reading) -> float:
         """The mean hold of the calls completed between two readings (0: none)."""
@@ -326,3 +316,8 @@ class Autosizer:
             return self.need
         arrivals_per_s = (now.arrivals - first.arrivals) / elapsed
         return arrivals_per_s * self.hold_s(window_s)
+
+
+def mean_age_s(reading: Reading) -> float:
+    """How long the calls holding a thread have held it, on average (0: none)."""
+    return reading.holding_s / reading.in_use if reading.in_use else 0.0
