@@ -10,17 +10,21 @@ microseconds and watched on a live server (docs/thread-pool.md).
   holding one now, whichever is longer: right after a downstream slows down,
   no slow call has completed yet).
 - Grow fast: when calls had to wait for a thread, to the need plus headroom,
-  plus threads enough to serve the calls queued meanwhile within DRAIN_S;
-  those go again once the queue is empty.
-- But probe: a growth from a steady load is judged once each new thread has
-  had time to finish a call. While calls wait, every thread is busy, and by
-  Little's law the pool finishes `size / hold time` calls a second. Threads
-  that only wait on something saturated (a database that admits 30 at a
-  time, the CPU) lengthen the hold time as much as they add to the size: the
-  throughput stays. The pool then settles at the threads the throughput
-  needs, holds under them for a while, and tries smaller sizes as long as the
-  throughput stays. A growth while the hold time itself is changing (a
-  downstream slowing down) is made unjudged, once, and the next is judged.
+  plus threads enough to serve the calls queued meanwhile within DRAIN_S (those
+  go again once the queue is empty), and at least a thread for every call
+  waiting. While the calls that held the threads then are still at work, calls
+  that wait get threads too: one growth, however many steps it takes.
+- But probe: a growth is judged once each new thread has had time to finish a
+  call. While calls wait, every thread is busy, and by Little's law the pool
+  finishes `size / hold time` calls a second. Threads that only wait on
+  something saturated (a database that admits 30 at a time, the CPU) lengthen
+  the hold time as much as they add to the size: the throughput stays. The
+  hold time to compare with is that of the calls holding the threads when the
+  growth began: they had them at the old size, under the load of now, even
+  when the load changed with the growth (a downstream slowing down). Where
+  the throughput did not follow, the pool settles at the threads it needs,
+  holds under them for a while, and tries smaller sizes as long as the
+  throughput stays.
 - Shrink slowly: only after no call has waited for SHRINK_WINDOW_S, a tenth at
   a time, never below the threads in use.
 """
@@ -81,10 +85,17 @@ class Probe:
 
     from_size: int
     to_size: int
-    from_hold_s: float  # seconds a call held a thread at from_size
     started: float
-    judge_from: float  # when the new size's throughput starts to show
-    judge_at: float  # when it is judged
+    # Seconds a call held a thread at from_size. A growth measures it on the
+    # calls in flight when it began (`cohort` of them; the completions counter
+    # and held seconds then): they got their threads at the old size, under
+    # the load of now, whatever the load did meanwhile.
+    from_hold_s: float | None
+    cohort: int = 0
+    completions: int = 0
+    held_s: float = 0.0
+    judge_from: float = math.inf  # when the new size's throughput starts to show
+    judge_at: float = math.inf  # when it is judged
 
 
 class Autosizer:
@@ -99,9 +110,6 @@ class Autosizer:
         self.ceiling_until = 0.0
         # Since a growth did not pay, growths are small, until one does.
         self.gentle = False
-        # A growth made without a probe, its load still changing: the next
-        # one waits for a steady baseline, to be judged.
-        self.unjudged = False
         self.resized_at = 0.0
         # Sized for a queue as well as the need: back to the need once it is empty.
         self.draining = False
@@ -128,46 +136,55 @@ class Autosizer:
         recent = self.since(now.at - NEED_WINDOW_S)
         if now.waits == recent.waits and not now.waiting:
             return None  # nobody waited: the size is enough, whatever the estimate
-        need = self.need
-        if now.waiting and recent is not now and now.arrivals == recent.arrivals:
-            # Calls still wait that came before the window, in one burst: the
-            # window sees no arrivals, and no need. At least one more thread.
-            need = max(need, now.in_use + 1)
+        target = self.wanted(now)
+        if target <= self.size:
+            return None
+        self.draining = self.draining or now.waiting > 0
+        self.probe = Probe(
+            from_size=self.size,
+            to_size=target,
+            started=now.at,
+            from_hold_s=None,
+            cohort=now.in_use,
+            completions=now.completions,
+            held_s=now.held_s,
+        )
+        return self.resize(target, f"calls waited, need {self.need:.1f}")
+
+    def wanted(self, now: Reading) -> int:
+        """The size for calls that wait: the need plus headroom, plus threads
+        to serve the queue within DRAIN_S, and a thread for each call waiting
+        now, whatever the estimates say; at most one step up."""
         backlog = now.waiting * self.hold_s() / DRAIN_S
         step = GENTLE_STEP if self.gentle else MAX_STEP
-        target = min(
-            math.ceil(need * HEADROOM + backlog),
+        return min(
+            max(math.ceil(self.need * HEADROOM + backlog), now.in_use + now.waiting),
             math.ceil(self.size * (1 + step)),
             self.ceiling,
         )
+
+    def extend(self, probe: Probe, now: Reading) -> int | None:
+        """While a growth's cohort is still at work, calls that wait get
+        threads: one probe judges the whole growth."""
+        if not now.waiting:
+            return None
+        target = self.wanted(now)
         if target <= self.size:
             return None
-        self.draining = self.draining or backlog > 0
-        if self.steady(now):
-            self.unjudged = False
-            self.start_probe(target, self.hold_s(), now)
-        elif self.unjudged:
-            return None  # wait until the last growth can be a baseline
-        else:
-            # The calls' hold time is changing at this size (a downstream slowed
-            # down): no baseline to judge a growth against. Grow once, then
-            # judge the next growth once the load is steady.
-            self.unjudged = True
-        return self.resize(target, f"calls waited, need {self.need:.1f}")
-
-    def steady(self, now: Reading) -> bool:
-        """Whether the pool has had this size for a window, and the last two
-        windows about the same hold time: a baseline to judge a growth by."""
-        if now.at - self.resized_at < PROBE_WAIT_S:
-            return False
-        middle = self.since(now.at - PROBE_WAIT_S)
-        earlier = self.mean_hold_s(self.since(now.at - 2 * PROBE_WAIT_S), middle)
-        # The calls holding a thread now count too: right after a downstream
-        # slows down, none of its slow calls has completed yet.
-        later = max(self.mean_hold_s(middle, now), mean_age_s(now))
-        return bool(earlier and later) and 0.8 <= later / earlier <= 1.25
+        probe.to_size = target
+        return self.resize(target, f"calls still wait, need {self.need:.1f}")
 
     def judge(self, probe: Probe, now: Reading) -> int | None:
+        if probe.from_hold_s is None:  # a growth: is its cohort done?
+            done = now.completions - probe.completions
+            if done < probe.cohort:
+                return self.extend(probe, now)
+            # The calls that held the threads when it began (nearly all of the
+            # first to complete since) held them this long each.
+            probe.from_hold_s = (now.held_s - probe.held_s) / done
+            # Judged once the threads added last have had time to finish a call.
+            probe.judge_from = max(now.at, self.resized_at + probe.from_hold_s)
+            probe.judge_at = probe.judge_from + PROBE_WAIT_S
         if self.unhindered(probe, now):
             self.probe = None
             self.gentle = False
@@ -214,6 +231,7 @@ class Autosizer:
         younger than the hold time on average."""
         if probe.to_size <= probe.from_size or not now.in_use:
             return False
+        assert probe.from_hold_s is not None
         if now.at < probe.started + EARLY_HOLDS * probe.from_hold_s:
             return False
         return mean_age_s(now) <= YOUNG_SHARE * probe.from_hold_s
@@ -230,24 +248,18 @@ class Autosizer:
         return self.resize(target, f"{why}: backing off")
 
     def start_probe(self, size: int, hold_s: float, now: Reading) -> None:
-        """Judge the move to `size` (or, at the same size, measure it) once its
-        threads have each had time to finish a call, on the calls finished over
-        the PROBE_WAIT_S after that. A call waiting on a saturated downstream
-        holds its thread longer, by as much as the pool grew: that long."""
-        if size > self.size:
-            wait_s = hold_s * size / self.size
-        else:
-            # The calls queued at the downstream by the threads taken away are
-            # served first: the shorter hold shows a hold time later.
-            wait_s = 2 * hold_s
-        wait_s = max(wait_s, TICK_S)
+        """Judge the move down to `size` (or, at the same size, measure it) on
+        the calls finished over PROBE_WAIT_S, once those queued at the
+        downstream by the threads taken away have been served: the shorter
+        hold shows a hold time later."""
+        judge_from = now.at + max(2 * hold_s, TICK_S)
         self.probe = Probe(
             from_size=self.size,
             to_size=size,
-            from_hold_s=hold_s,
             started=now.at,
-            judge_from=now.at + wait_s,
-            judge_at=now.at + wait_s + PROBE_WAIT_S,
+            from_hold_s=hold_s,
+            judge_from=judge_from,
+            judge_at=judge_from + PROBE_WAIT_S,
         )
 
     def shrink(self, now: Reading) -> int | None:
@@ -272,7 +284,10 @@ class Autosizer:
         if now.waiting or now.waits != self.since(now.at - NEED_WINDOW_S).waits:
             return None
         self.draining = False
-        target = max(self.minimum, now.in_use, math.ceil(self.need * HEADROOM))
+        # The need of the last seconds too: a load that just ended, or paused,
+        # gives its threads back slowly, like any other (`shrink`).
+        need = max(self.need, self.need_over(SHRINK_WINDOW_S))
+        target = max(self.minimum, now.in_use, math.ceil(need * HEADROOM))
         if target >= self.size:
             return None
         return self.resize(target, f"queue served, need {self.need:.1f}")
