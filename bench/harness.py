@@ -165,21 +165,40 @@ IDLE_SEND_LAGS: list[float] = []
 
 
 def probe(
-    ctx: Context, server: Server, duration: float, idle: bool = True, **extra
+    ctx: Context,
+    server: Server,
+    duration: float,
+    idle: bool = True,
+    floor: int | None = None,
+    **extra,
 ) -> dict:
     """/health, open loop at PROBE_RATE for `duration` seconds: the raw result.
-    `idle`: nothing else loads the machine meanwhile (see IDLE_SEND_LAGS)."""
-    load = {
-        "port": server.port,
-        "requests": PROBE,
-        "rate": PROBE_RATE,
-        "duration_s": duration,
-        "grace_s": ctx.grace,
-        **extra,
+    `idle`: nothing else loads the machine meanwhile (see IDLE_SEND_LAGS).
+    `floor`: the port of a trivial server (bench/apps/tiny.py) probed alike at
+    the same time, its result under "floor": what the machine itself costs."""
+    loads = {"server": server.port} | ({"floor": floor} if floor else {})
+    running = {
+        name: start_loadgen(
+            {
+                "port": port,
+                "requests": PROBE,
+                "rate": PROBE_RATE,
+                "duration_s": duration,
+                "grace_s": ctx.grace,
+                **extra,
+            }
+        )
+        for name, port in loads.items()
     }
-    result = finish_loadgen(start_loadgen(load), duration + ctx.grace + 15)
+    results = {
+        name: finish_loadgen(process, duration + ctx.grace + 15)
+        for name, process in running.items()
+    }
+    result = results["server"]
     if idle:
         IDLE_SEND_LAGS.append(Latency.of(result).send_lag_p99)
+    if floor:
+        result["floor"] = results["floor"]
     return result
 
 
@@ -191,7 +210,8 @@ def under_load(
     duration: float,
     **probe_extra,
 ) -> tuple[dict, dict]:
-    """Probe /health for `duration` s while `heavy` runs, from `warmup` s into it.
+    """Probe /health for `duration` s while `heavy` runs, from `warmup` s into it
+    (`probe_extra`: `probe`'s options).
 
     `heavy` is a bench/loadgen.py Load without port and times: closed loop
     (`concurrency`) counts answers within the probe's window; open loop (`rate`)
