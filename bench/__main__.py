@@ -199,11 +199,23 @@ def commit(template: Path) -> str:
     return head + (" + uncommitted changes" if git("status", "--porcelain") else "")
 
 
+# The page's own prose, after its tables: what the runs mean, figure by figure.
+NOTES = "<!-- Everything below is written by hand; `python -m bench` keeps it"
+
+
+def kept_notes(page: Path) -> str:
+    """The hand-written part of an existing page, from its marker on ("": none)."""
+    text = page.read_text() if page.exists() else ""
+    return text[text.index(NOTES) :] if NOTES in text else ""
+
+
 def write(sections: list[Section], about_run: dict, out: Path, full: bool) -> None:
     title = "# Benchmarks\n\nMeasured by `python -m bench`: the median of the repeats, "
-    title += "[minimum–maximum]."
+    title += "[minimum–maximum]. What the figures mean, and how they are taken, follows "
+    title += "the tables ([What the runs mean](#what-the-runs-mean))."
     page = markdown(sections, about_run, preamble=title) + "\n" + RERUN
-    (out / "benchmarks.md").write_text(page)
+    notes = kept_notes(out / "benchmarks.md")
+    (out / "benchmarks.md").write_text(page + ("\n" + notes if notes else ""))
     raw = {"run": about_run, "sections": [asdict(s) for s in sections]}
     results = REPO / "bench" / "results" if full else out
     results.mkdir(parents=True, exist_ok=True)
