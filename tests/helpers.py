@@ -88,6 +88,7 @@ def check_github_files(github: Path) -> None:
     its workflows and dependabot.yml, and each is valid against the schema
     GitHub's own tools are checked with (SchemaStore's, shipped with
     check-jsonschema: no download)."""
+    github = github.resolve()
     run(*ZIZMOR, str(github), cwd=github)
     workflows = sorted(map(str, (github / "workflows").glob("*.yml")))
     assert workflows, f"no workflow in {github}"
