@@ -85,9 +85,8 @@ CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=BIN) or "check-jsonsche
 
 def check_github_files(github: Path) -> None:
     """A `.github` folder: zizmor finds nothing at medium severity or above in
-    its workflows and dependabot.yml, and each is valid against the schema
-    GitHub's own tools are checked with (SchemaStore's, shipped with
-    check-jsonschema: no download)."""
+    its workflows and dependabot.yml, and each is valid against its published
+    schema (SchemaStore's, shipped with check-jsonschema: no download)."""
     github = github.resolve()
     run(*ZIZMOR, str(github), cwd=github)
     workflows = sorted(map(str, (github / "workflows").glob("*.yml")))

@@ -12,16 +12,14 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from combinations import COMBINATIONS, Combination
-from helpers import check_github_files, render, run
+from helpers import BIN, check_github_files, render, run
 
-# Both come as wheels in the dev group, next to this interpreter.
-BIN = Path(sys.executable).parent
+# Both come as wheels in the dev group, next to this interpreter (BIN).
 HADOLINT = shutil.which("hadolint", path=BIN) or "hadolint"
 COMPOSE = shutil.which("docker-compose", path=BIN) or "docker-compose"
 
