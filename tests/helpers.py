@@ -1,7 +1,9 @@
 """Helpers for the template's tests: render with Copier, run commands."""
 
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import copier
@@ -69,3 +71,27 @@ def uv(*args: str, cwd: Path) -> str:
     if PYTHON:  # `uv sync --python 3.12 ...`, `uv run --python 3.12 ...`
         args = (args[0], "--python", PYTHON, *args[1:])
     return run(UV, *args, cwd=cwd, env=project_env())
+
+
+# Wheels of the dev group, next to this interpreter.
+BIN = Path(sys.executable).parent
+# Nothing at medium severity or above; a file it cannot parse fails too.
+ZIZMOR = (
+    shutil.which("zizmor", path=BIN) or "zizmor",
+    *("--offline", "--strict-collection", "--min-severity", "medium"),
+)
+CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=BIN) or "check-jsonschema"
+
+
+def check_github_files(github: Path) -> None:
+    """A `.github` folder: zizmor finds nothing at medium severity or above in
+    its workflows and dependabot.yml, and each is valid against its published
+    schema (SchemaStore's, shipped with check-jsonschema: no download)."""
+    github = github.resolve()
+    run(*ZIZMOR, str(github), cwd=github)
+    workflows = sorted(map(str, (github / "workflows").glob("*.yml")))
+    assert workflows, f"no workflow in {github}"
+    schema = ("--builtin-schema", "vendor.github-workflows")
+    run(CHECK_JSONSCHEMA, *schema, *workflows, cwd=github)
+    schema = ("--builtin-schema", "vendor.dependabot")
+    run(CHECK_JSONSCHEMA, *schema, str(github / "dependabot.yml"), cwd=github)

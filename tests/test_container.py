@@ -1,5 +1,7 @@
 """Every combination's Dockerfile passes hadolint, and its compose.yaml is valid
-Compose that runs what the answers chose, stops gracefully and can scale.
+Compose that runs what the answers chose, stops gracefully and can scale. Its
+.github files (workflows, dependabot.yml) pass zizmor and their schemas, checked
+once per distinct set of files: this test's renders are reused for it.
 
 No Docker daemon is needed: hadolint reads the Dockerfile, and Docker Compose's
 own `config` validates compose.yaml offline and prints the model it would run.
@@ -10,16 +12,14 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from combinations import COMBINATIONS, Combination
-from helpers import render, run
+from helpers import BIN, check_github_files, render, run
 
-# Both come as wheels in the dev group, next to this interpreter.
-BIN = Path(sys.executable).parent
+# Both come as wheels in the dev group, next to this interpreter (BIN).
 HADOLINT = shutil.which("hadolint", path=BIN) or "hadolint"
 COMPOSE = shutil.which("docker-compose", path=BIN) or "docker-compose"
 
@@ -35,6 +35,23 @@ def seconds(duration: str) -> float:
     return sum(float(number) * units[unit] for number, unit in parts)
 
 
+# The .github folders checked so far (in this process), by content: they differ
+# by only some answers (durable work, the broker, the Python versions).
+GITHUB_FILES_CHECKED: set[tuple[tuple[str, bytes], ...]] = set()
+
+
+def check_github_files_once(project: Path) -> None:
+    github = project / ".github"
+    files = tuple(
+        (str(path.relative_to(github)), path.read_bytes())
+        for path in sorted(github.rglob("*"))
+        if path.is_file()
+    )
+    if files not in GITHUB_FILES_CHECKED:
+        check_github_files(github)
+        GITHUB_FILES_CHECKED.add(files)
+
+
 def compose_model(project: Path) -> dict:
     """Compose's normalized model; `config` refuses an invalid file. A bare
     environment, so no WORKERS or API_PORT of this shell leaks in."""
@@ -47,6 +64,7 @@ def compose_model(project: Path) -> dict:
 def test_container_files(combination: Combination, tmp_path: Path) -> None:
     project = render(tmp_path / "service", combination.answers)
     package = "my_service"
+    check_github_files_once(project)
 
     # hadolint fails on any finding, warnings and style included.
     run(HADOLINT, "Dockerfile", cwd=project)

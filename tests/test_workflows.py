@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -35,7 +36,7 @@ from combinations import (
     WORKLOADS,
     Combination,
 )
-from helpers import REPO, run
+from helpers import REPO, ZIZMOR, attempt, check_github_files, run
 
 WORKFLOW = REPO / ".github" / "workflows" / "template.yml"
 
@@ -127,6 +128,18 @@ def evaluate(text: str, context: dict[str, Any]) -> str:
         return str(found)
 
     return EXPRESSION.sub(value, str(text))
+
+
+VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def expand(script: str, env: dict[str, str]) -> str:
+    """Substitute the shell's `$NAME` and `${NAME}` that `env` sets; leave the rest."""
+
+    def value(match: re.Match[str]) -> str:
+        return env.get(match.group(1) or match.group(2), match.group())
+
+    return VARIABLE.sub(value, script)
 
 
 def job_outputs(workflow: dict[str, Any], name: str) -> dict[str, str]:
@@ -236,7 +249,9 @@ def runs(workflow: dict[str, Any]) -> list[Run]:
                 env = {**workflow.get("env", {}), **spec.get("env", {})}
                 env = {**env, **step.get("env", {})}
                 env = {k: evaluate(v, context) for k, v in env.items()}
-                for words in commands(evaluate(step["run"], context)):
+                # Values reach scripts through env (never `${{ }}` inside `run:`).
+                script = expand(evaluate(step["run"], context), env)
+                for words in commands(script):
                     invocation = runs_tests(words)
                     if invocation:
                         job_run.invocations.append((*invocation, env))
@@ -271,6 +286,46 @@ def test_template_workflows_pass_actionlint() -> None:
     workflows = sorted(map(str, (REPO / ".github" / "workflows").glob("*.yml")))
     assert workflows
     run("actionlint", *workflows, cwd=REPO)
+
+
+def test_template_github_files_pass_zizmor_and_their_schemas() -> None:
+    """The generated projects' .github files: tests/test_container.py."""
+    check_github_files(REPO / ".github")
+
+
+def test_the_zizmor_check_catches_an_unpinned_action(tmp_path: Path) -> None:
+    github = tmp_path / ".github"
+    shutil.copytree(REPO / ".github", github)
+    workflow = github / "workflows" / "template.yml"
+    text = workflow.read_text()
+    workflow.write_text(re.sub(r"actions/checkout@\S+", "actions/checkout@v5", text))
+    result = attempt(*ZIZMOR, str(github), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "unpinned-uses" in result.stdout
+
+
+USES = re.compile(r"^\s*(?:- )?uses:\s*(.*?)\s*$", re.MULTILINE)
+PINNED = re.compile(r"([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)")
+
+
+def test_actions_are_pinned_to_one_release_everywhere() -> None:
+    """Every action, here and in the generated workflows, is pinned to a commit
+    with its release in a comment, and to the same one in every file: Dependabot
+    moves this repository's pins and template-update.yml's, not ci.yml.jinja's."""
+    files = [
+        *(REPO / ".github" / "workflows").glob("*.yml"),
+        *(REPO / "template" / ".github" / "workflows").iterdir(),
+    ]
+    pins: dict[str, set[tuple[str, str]]] = {}
+    for path in files:
+        for uses in USES.findall(path.read_text()):
+            pinned = PINNED.fullmatch(uses)
+            assert pinned, f"{path.name}: `{uses}`, not `owner/repo@<sha> # vX.Y.Z`"
+            action, sha, version = pinned.groups()
+            pins.setdefault(action, set()).add((sha, version))
+    assert {"actions/checkout", "astral-sh/setup-uv"} <= set(pins)
+    differing = {action: found for action, found in pins.items() if len(found) > 1}
+    assert not differing, f"pinned to more than one commit: {differing}"
 
 
 def test_shards_partition_the_suite(suite: list[str]) -> None:
