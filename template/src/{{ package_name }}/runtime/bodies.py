@@ -10,6 +10,11 @@ A route that takes uploads raises its own limit with FastAPI's own option,
 `@router.post("/uploads", max_body_size=50 * MiB)`, which FastAPI enforces
 for that route too. Routes are looked up only for a body over MAX_BODY_BYTES:
 an ordinary request pays for one header check.
+
+A route that starts its answer before it has read the whole body cannot turn
+the answer into a 413 once the limit is passed: the request ends in an error
+(logged) and the server closes the connection, so the client never takes the
+cut-off answer for a whole one.
 """
 
 from fastapi.routing import iter_route_contexts
@@ -17,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.responses import JSONResponse
 from starlette.routing import Match
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 MiB = 1024 * 1024
 
@@ -63,7 +68,9 @@ def counted(receive: Receive, scope: Scope, limit: int) -> Receive:
     """`receive`, raising BodyTooLarge once the bytes received pass `limit`."""
     received = 0
 
-    async def receive_counted() -> Message:
+    # Not annotated: a nested function's annotations are evaluated each time
+    # it is made, here for every request without a Content-Length.
+    async def receive_counted():
         nonlocal received, limit
         message = await receive()
         received += len(message.get("body", b""))
