@@ -12,8 +12,8 @@ after `prepare` wrote bench_apps.py beside it:
    by one wrk each on core 1, so a busy machine slows all alike.
 2. `in_process`: per-request cost without sockets or other processes: the ASGI
    apps called directly, fastest of many interleaved batches: bare, bare with
-   FastAPI's telemetry off, + observe_requests (metrics and the load-shedding
-   check, one layer), the service.
+   FastAPI's telemetry off, + observe_requests (metrics, the load-shedding
+   check and the body limit, one layer), the service.
 3. `idle_cpu`: the service's CPU use while no request arrives (the monitor
    wakes every LAG_SAMPLE_INTERVAL_MS, the watchdog about every
    LAG_THRESHOLD_MS), against the bare app's, and a loop that only sleeps as often.
@@ -105,6 +105,7 @@ from fastapi import FastAPI
 
 from {PACKAGE}.main import app as service
 from {PACKAGE}.runtime.app import health
+from {PACKAGE}.runtime.bodies import BodyLimit
 from {PACKAGE}.runtime.middleware import observe_requests
 from {PACKAGE}.runtime.pressure import Pressure
 
@@ -150,7 +151,11 @@ async def main():
             "bare FastAPI": bare(),
             "bare FastAPI, its telemetry off": bare(telemetry=OFF),
             "+ observe_requests": bare(
-                (observe_requests, {{"pressure": Pressure()}}), telemetry=OFF
+                (
+                    observe_requests,
+                    {{"pressure": Pressure(), "body_limit": BodyLimit()}},
+                ),
+                telemetry=OFF,
             ),
             "service": service,
         }}

@@ -24,8 +24,9 @@ them (they look for configured providers on every request). Then:
    the lag monitor runs as in a server), the fastest of many interleaved
    batches, each layer on top of the one before: bare FastAPI; its telemetry
    off; the route in an APIRouter whose routes create_app registers on the
-   app; + observe_requests (metrics and the load-shedding check); + the
-   rendered app's lifespan (lag monitor, watchdog); the full rendered app.
+   app; + observe_requests (metrics, the load-shedding check and the body
+   limit); + the rendered app's lifespan (lag monitor, watchdog); the full
+   rendered app.
 3. `instructions`: what the server executes per request, counted by
    cachegrind (valgrind): the same figure on a quiet machine and a busy one,
    where the two above are as noisy as the machine. Each app is served under
@@ -98,6 +99,7 @@ from fastapi import APIRouter, FastAPI
 
 from bare_app import OFF, hello
 from bench_service.runtime.app import add_routes, lifespan
+from bench_service.runtime.bodies import BodyLimit
 from bench_service.runtime.middleware import observe_requests
 from bench_service.runtime.pressure import Pressure
 from bench_service.settings import get_settings
@@ -116,7 +118,12 @@ def routed_app(lifespan=None):
 def observed_app(lifespan=None):
     app = routed_app(lifespan)
     app.state.pressure = Pressure()
-    app.add_middleware(observe_requests, pressure=app.state.pressure)
+    app.state.body_limit = BodyLimit()
+    app.add_middleware(
+        observe_requests,
+        pressure=app.state.pressure,
+        body_limit=app.state.body_limit,
+    )
     return app
 
 

@@ -32,11 +32,15 @@ def retry_later(description: str) -> dict[str, Any]:
     return {**error(description), "headers": {"Retry-After": retry_after}}
 
 
+# Over MAX_BODY_BYTES, or a route's own `max_body_size` (runtime/bodies.py).
+TOO_LARGE = error("The body is over the size limit.")
+
 # Shared by every route but the probes, which are never shed and take no body.
 SHARED: dict[int | str, dict[str, Any]] = {
     # FastAPI answers 422 for malformed JSON, but 400 for a body it cannot
     # decode at all (bytes that are not UTF-8).
     400: error("The body could not be read (not UTF-8)."),
+    413: TOO_LARGE,
     # Documented even with SHED_LOAD=false: the setting can change at start,
     # the document cannot.
     503: retry_later("Overloaded: shedding load, try again after Retry-After."),
