@@ -14,12 +14,14 @@ The shards split the suite so that every test is in exactly one of them
                      tests/test_workflows.py and tests/test_container.py (no
                      service needed)
     render:<id>      tests/test_render.py::test_combination[<id>], one per entry of
-                     tests/combinations.py; durable ones need the services
+                     tests/combinations.py; durable ones need the services, all
+                     need promtool
     update           tests/test_update.py (needs the services)
     bench            tests/test_bench.py, the benchmarks' smoke run (needs the services)
 
 "The services" are Redis, RabbitMQ and PostgreSQL on 127.0.0.1; `test` starts
-the ones its shards need (scripts/ensure-services.sh) and nothing else.
+the ones its shards need (scripts/ensure-services.sh) and nothing else, and
+installs the tools they run (wrk, promtool) where missing.
 LOOPSAFE_PYTHON=3.12 renders the projects for that Python (default 3.11).
 
 uv is used if it is on PATH; otherwise it is installed into .bootstrap/ first.
@@ -79,6 +81,8 @@ def shards() -> list[Shard]:
                 f"render:{entry.id}",
                 (f"tests/test_render.py::test_combination[{entry.id}]",),
                 SERVICES if entry.durable else (),
+                # The generated suite lints its /metrics with Prometheus' promtool.
+                tools=("promtool",),
                 pythons=PYTHON_VERSIONS
                 if entry.id in EVERY_PYTHON
                 else (DEFAULT_PYTHON,),

@@ -7,6 +7,7 @@
 #   scripts/ensure-services.sh                     all three
 #   scripts/ensure-services.sh redis postgres      only those named
 #   scripts/ensure-services.sh wrk                 the bench's load generator
+#   scripts/ensure-services.sh promtool            Prometheus' metrics linter
 #
 # In CI the services are containers already listening; nothing is started then.
 set -euo pipefail
@@ -97,11 +98,29 @@ ensure_wrk() {
   command -v wrk >/dev/null || install wrk
 }
 
+# Not a service: Prometheus' linter, which every rendered project's tests run
+# over its /metrics. Debian ships it only inside the prometheus package, whose
+# install would add a user, web assets and a Prometheus server it starts: the
+# one binary is taken out of the package instead (a static Go program).
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  command -v apt-get >/dev/null || { echo "ensure-services: install promtool first" >&2; exit 1; }
+  [ -n "$updated" ] || { as_root apt-get update -qq; updated=1; }
+  local dir
+  dir=$(mktemp -d)
+  # As this user: root's apt would hand the download to _apt, who cannot write here.
+  (cd "$dir" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" prometheus)
+  dpkg-deb --fsys-tarfile "$dir"/prometheus_*.deb |
+    as_root tar -x -C /usr/local/bin --strip-components=3 ./usr/bin/promtool
+  rm -rf "$dir"
+  promtool --version >/dev/null
+}
+
 services=("$@")
 [ ${#services[@]} -gt 0 ] || services=(redis rabbitmq postgres)
 for service in "${services[@]}"; do
   case $service in
-    redis | rabbitmq | postgres | wrk) "ensure_$service" ;;
-    *) echo "ensure-services: unknown service $service (redis, rabbitmq, postgres, wrk)" >&2; exit 2 ;;
+    redis | rabbitmq | postgres | wrk | promtool) "ensure_$service" ;;
+    *) echo "ensure-services: unknown service $service (redis, rabbitmq, postgres, wrk, promtool)" >&2; exit 2 ;;
   esac
 done

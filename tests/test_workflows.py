@@ -353,6 +353,19 @@ def test_shard_services_follow_what_their_tests_touch() -> None:
         assert set(shard.services) == (set(SERVICE_IMAGES) if needs_all else set())
 
 
+def test_shard_tools_follow_what_their_tests_run() -> None:
+    """Every generated suite lints its /metrics with promtool; the bench smoke run
+    drives wrk. scripts/ensure-services.sh installs each by name."""
+    script = (REPO / "scripts" / "ensure-services.sh").read_text()
+    for shard in dev.shards():
+        expected = {"wrk"} if shard.name == "bench" else set()
+        if shard.name.startswith("render:"):
+            expected = {"promtool"}
+        assert set(shard.tools) == expected, shard.name
+        for tool in shard.tools:
+            assert f"ensure_{tool}() {{" in script, tool
+
+
 def test_ci_run_runs_the_whole_suite(suite: list[str]) -> None:
     """`.ci/run` is `python3 dev.py test`: every shard, every test."""
     invocations = [
