@@ -1,9 +1,13 @@
-"""Every combination's Dockerfile passes hadolint, and its compose.yaml is valid
-Compose that runs what the answers chose, stops gracefully and can scale.
+"""Every combination's Dockerfile passes hadolint, its compose.yaml is valid
+Compose that runs what the answers chose, stops gracefully and can scale, and
+its Kubernetes manifests are valid objects that pass checkov.
 
-No Docker daemon is needed: hadolint reads the Dockerfile, and Docker Compose's
-own `config` validates compose.yaml offline and prints the model it would run.
-The generated tests/runtime/test_container.py runs the image's commands themselves.
+No Docker daemon or cluster is needed: hadolint reads the Dockerfile, Docker
+Compose's own `config` validates compose.yaml offline and prints the model it
+would run, kubernetes-validate checks each object against Kubernetes' schemas.
+The generated tests/runtime/test_container.py runs the image's commands
+themselves; tests/runtime/test_kubernetes.py checks the manifests against the
+project and KEDA's documented fields.
 """
 
 import json
@@ -22,6 +26,15 @@ from helpers import render, run
 BIN = Path(sys.executable).parent
 HADOLINT = shutil.which("hadolint", path=BIN) or "hadolint"
 COMPOSE = shutil.which("docker-compose", path=BIN) or "docker-compose"
+# Both in the dev group too (the generated CI runs the same two, by uvx).
+KUBERNETES_VALIDATE = shutil.which("kubernetes-validate", path=BIN)
+CHECKOV = shutil.which("checkov", path=BIN)
+# The Kubernetes version the manifests are validated against, here and in the
+# generated CI.
+KUBERNETES_VERSION = "1.31.0"
+# checkov judges the objects' structure, which only the background answer
+# changes (the workload changes ConfigMap values): one combination each.
+CHECKOV_ON = ("mixed-ephemeral", "mixed-durable-redis", "mixed-durable-rabbitmq")
 
 # Settings naming files; each must live on the data volume in a container.
 FILE_SETTINGS = re.compile(r"^    (\w+_path): str", re.MULTILINE)
@@ -54,6 +67,8 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
     assert "ARG PYTHON_VERSION=3.11\n" in dockerfile
     assert f'CMD ["python", "-m", "{package}"]' in dockerfile
     assert "STOPSIGNAL SIGTERM" in dockerfile
+    # The image's health check is liveness, answered off the event loop.
+    assert re.search(r"HEALTHCHECK .*/live'", dockerfile.replace("\\\n", " "))
     for ignored in re.findall(r".*hadolint ignore.*", dockerfile):
         assert re.search(r"ignore=DL\d+\s+\S", ignored), f"no reason: {ignored}"
 
@@ -98,6 +113,8 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
             database = environment["DATABASE_URL"]
             assert re.match(r"postgresql://[^@/]*@postgres:5432/", database)
 
+    check_kubernetes(project, combination)
+
     if durable:
         worker = services["worker"]
         assert worker["command"][:4] == ["celery", "-A", f"{package}.worker", "worker"]
@@ -115,3 +132,42 @@ def test_python_version_answer_is_the_image_default(tmp_path: Path) -> None:
     project = render(tmp_path / "service", answers)
     assert "ARG PYTHON_VERSION=3.13\n" in (project / "Dockerfile").read_text()
     assert "FROM python:${PYTHON_VERSION}-slim" in (project / "Dockerfile").read_text()
+
+
+def check_kubernetes(project: Path, combination: Combination) -> None:
+    """Every core object of deploy/kubernetes valid for Kubernetes, strictly
+    (an unknown field fails); checkov with no failed check."""
+    manifests = project / "deploy" / "kubernetes"
+    core = [
+        str(path)
+        for path in sorted(manifests.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        and not yaml.safe_load(path.read_text())["apiVersion"].startswith("keda.sh/")
+    ]
+    assert len(core) >= 6, core
+    assert KUBERNETES_VALIDATE and CHECKOV, "uv sync: both are in the dev group"
+    printed = run(
+        KUBERNETES_VALIDATE, "--strict", "-k", KUBERNETES_VERSION, *core, cwd=project
+    )
+    # A kind it has no schema for (a misspelt apiVersion) is only a warning.
+    assert printed.count(" passed for resource ") == len(core), printed
+    assert "WARN" not in printed, printed
+    workflow = (project / ".github" / "workflows" / "ci.yml").read_text()
+    assert f"--kubernetes-version {KUBERNETES_VERSION} " in workflow
+    if combination.id in CHECKOV_ON:
+        printed = run(
+            CHECKOV,
+            *("--directory", str(manifests), "--framework", "kubernetes"),
+            *("--compact", "--quiet", "--skip-download"),
+            cwd=project,
+        )
+        assert "Failed checks: 0," in printed, printed
+        # Skipped only with a reason, in the object's own annotations.
+        for path in manifests.glob("*.yaml"):
+            for skip in re.findall(r"checkov\.io/skip\d+: (.*)", path.read_text()):
+                assert re.fullmatch(r"CKV\w+=\S.{20,}", skip), (path.name, skip)
+
+
+def test_checkov_combinations_exist() -> None:
+    """A renamed combination would leave checkov unrun."""
+    assert set(CHECKOV_ON) <= {c.id for c in COMBINATIONS}
