@@ -107,8 +107,11 @@ def ticks_busy() -> int:
 
 
 def project_env(**overrides: str) -> dict[str, str]:
-    """The environment for a rendered project: its own venv, not the suite's."""
+    """The environment for a rendered project: its own venv, not the suite's.
+    No /live side port: the suite runs services side by side, and each would
+    want the one default port."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV")}
+    env["LIVENESS_PORT"] = "0"
     env.update(overrides)
     return env
 

@@ -1,11 +1,15 @@
-"""Every combination's Dockerfile passes hadolint, and its compose.yaml is valid
-Compose that runs what the answers chose, stops gracefully and can scale. Its
-.github files (workflows, dependabot.yml) pass zizmor and their schemas, checked
-once per distinct set of files: this test's renders are reused for it.
+"""Every combination's Dockerfile passes hadolint, its compose.yaml is valid
+Compose that runs what the answers chose, stops gracefully and can scale, and
+its Kubernetes manifests are valid objects that pass checkov. Its .github files
+(workflows, dependabot.yml) pass zizmor and their schemas, checked once per
+distinct set of files: this test's renders are reused for it.
 
-No Docker daemon is needed: hadolint reads the Dockerfile, and Docker Compose's
-own `config` validates compose.yaml offline and prints the model it would run.
-The generated tests/runtime/test_container.py runs the image's commands themselves.
+No Docker daemon or cluster is needed: hadolint reads the Dockerfile, Docker
+Compose's own `config` validates compose.yaml offline and prints the model it
+would run, kubernetes-validate checks each object against Kubernetes' schemas.
+The generated tests/runtime/test_container.py runs the image's commands
+themselves; tests/runtime/test_kubernetes.py checks the manifests against the
+project and KEDA's documented fields.
 """
 
 import json
@@ -22,6 +26,21 @@ from helpers import BIN, check_github_files, render, run
 # Both come as wheels in the dev group, next to this interpreter (BIN).
 HADOLINT = shutil.which("hadolint", path=BIN) or "hadolint"
 COMPOSE = shutil.which("docker-compose", path=BIN) or "docker-compose"
+# Both in the dev group too (the generated CI runs the same two, by uvx).
+KUBERNETES_VALIDATE = shutil.which("kubernetes-validate", path=BIN)
+CHECKOV = shutil.which("checkov", path=BIN)
+# The Kubernetes version the manifests are validated against, here and in the
+# generated CI.
+KUBERNETES_VERSION = "1.31.0"
+# The manifests differ by the background answer (which objects, which trigger)
+# and, in a few values, by the workload; the generated test_kubernetes.py
+# checks those values in every render. The validators run once per background
+# answer, on combinations that between them have each of the values.
+K8S_CHECKED = (
+    "mixed-ephemeral",
+    "blocking_io-durable-redis",
+    "cpu_bound-durable-rabbitmq",
+)
 
 # Settings naming files; each must live on the data volume in a container.
 FILE_SETTINGS = re.compile(r"^    (\w+_path): str", re.MULTILINE)
@@ -72,6 +91,8 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
     assert "ARG PYTHON_VERSION=3.11\n" in dockerfile
     assert f'CMD ["python", "-m", "{package}"]' in dockerfile
     assert "STOPSIGNAL SIGTERM" in dockerfile
+    # The image's health check is liveness, answered off the event loop.
+    assert re.search(r"HEALTHCHECK .*/live'", dockerfile.replace("\\\n", " "))
     for ignored in re.findall(r".*hadolint ignore.*", dockerfile):
         assert re.search(r"ignore=DL\d+\s+\S", ignored), f"no reason: {ignored}"
 
@@ -104,6 +125,9 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
         assert written[name]["env_file"] == [{"path": ".env", "required": False}]
         environment = service["environment"]
         assert environment["HOST"] == "0.0.0.0"
+        # The image's health check and the Kubernetes probe ask this port.
+        assert environment["LIVENESS_PORT"] == "8081"
+        assert "LIVENESS_PORT=8081" in dockerfile
         for setting in file_settings:
             assert "/data/" in environment[setting], (name, setting)
         volume = [v for v in service["volumes"] if v["target"] == "/data"]
@@ -115,6 +139,9 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
             # Jobs in PostgreSQL, which every API and worker container shares.
             database = environment["DATABASE_URL"]
             assert re.match(r"postgresql://[^@/]*@postgres:5432/", database)
+
+    if combination.id in K8S_CHECKED:
+        check_kubernetes(project)
 
     if durable:
         worker = services["worker"]
@@ -133,3 +160,41 @@ def test_python_version_answer_is_the_image_default(tmp_path: Path) -> None:
     project = render(tmp_path / "service", answers)
     assert "ARG PYTHON_VERSION=3.13\n" in (project / "Dockerfile").read_text()
     assert "FROM python:${PYTHON_VERSION}-slim" in (project / "Dockerfile").read_text()
+
+
+def check_kubernetes(project: Path) -> None:
+    """Every core object of deploy/kubernetes valid for Kubernetes, strictly
+    (an unknown field fails); checkov with no failed check."""
+    manifests = project / "deploy" / "kubernetes"
+    core = [
+        str(path)
+        for path in sorted(manifests.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        and not yaml.safe_load(path.read_text())["apiVersion"].startswith("keda.sh/")
+    ]
+    assert len(core) >= 6, core
+    assert KUBERNETES_VALIDATE and CHECKOV, "uv sync: both are in the dev group"
+    printed = run(
+        KUBERNETES_VALIDATE, "--strict", "-k", KUBERNETES_VERSION, *core, cwd=project
+    )
+    # A kind it has no schema for (a misspelt apiVersion) is only a warning.
+    assert printed.count(" passed for resource ") == len(core), printed
+    assert "WARN" not in printed, printed
+    workflow = (project / ".github" / "workflows" / "ci.yml").read_text()
+    assert f"--kubernetes-version {KUBERNETES_VERSION} " in workflow
+    printed = run(
+        CHECKOV,
+        *("--directory", str(manifests), "--framework", "kubernetes"),
+        *("--compact", "--quiet", "--skip-download"),
+        cwd=project,
+    )
+    assert "Failed checks: 0," in printed, printed
+    # Skipped only with a reason, in the object's own annotations.
+    for path in manifests.glob("*.yaml"):
+        for skip in re.findall(r"checkov\.io/skip\d+: (.*)", path.read_text()):
+            assert re.fullmatch(r"CKV\w+=\S.{20,}", skip), (path.name, skip)
+
+
+def test_kubernetes_checked_combinations_exist() -> None:
+    """A renamed combination would leave the manifests unchecked."""
+    assert set(K8S_CHECKED) <= {c.id for c in COMBINATIONS}
