@@ -11,7 +11,6 @@ when it is imported: main.py calls `prepare` before anything imports it.
 import fcntl
 import multiprocessing
 import os
-import signal
 import stat
 import sys
 import tempfile
@@ -66,12 +65,14 @@ def gunicorn_master() -> int:
     """The pid of gunicorn's master process, from one of its workers or itself."""
     from gunicorn.workers.base import Worker
 
-    # A gunicorn worker sets its SIGUSR1 handler, a method of its own, before
-    # it imports the app.
-    worker = getattr(signal.getsignal(signal.SIGUSR1), "__self__", None)
-    if not isinstance(worker, Worker):
+    # The gunicorn worker importing the app: `self` of a caller (load_wsgi).
+    frame = sys._getframe(1)
+    while frame is not None and not isinstance(frame.f_locals.get("self"), Worker):
+        frame = frame.f_back
+    if frame is None:
         # --preload: the master imports the app, then forks the workers.
         return os.getpid()
+    worker = frame.f_locals["self"]
     if not ASGI_WORKERS.intersection(cls.__module__ for cls in type(worker).__mro__):
         refuse(
             f"gunicorn's {type(worker).__name__} serves WSGI apps, not this ASGI "
