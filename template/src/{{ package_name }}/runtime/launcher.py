@@ -41,7 +41,10 @@ def prepare() -> None:
     leader = group_leader()
     given = os.environ.get(METRICS_DIR)
     if given:
-        join(Path(given), leader or os.getpid())
+        try:
+            join(Path(given), leader or os.getpid())
+        except OSError as error:
+            refuse(f"invalid setting {METRICS_DIR}={given!r}: {error.strerror}")
     elif leader is not None:
         directory = Path(tempfile.gettempdir(), f"{PACKAGE}-metrics-{leader}")
         make_private(directory)
