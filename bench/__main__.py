@@ -211,8 +211,8 @@ def kept_notes(page: Path) -> str:
 
 def write(sections: list[Section], about_run: dict, out: Path, full: bool) -> None:
     title = "# Benchmarks\n\nMeasured by `python -m bench`: the median of the repeats, "
-    title += "[minimum–maximum]. What the figures mean, and how they are taken, follows "
-    title += "the tables ([What the runs mean](#what-the-runs-mean))."
+    title += "[minimum–maximum]. What the figures mean, and how they are taken, "
+    title += "follows the tables ([What the runs mean](#what-the-runs-mean))."
     page = markdown(sections, about_run, preamble=title) + "\n" + RERUN
     notes = kept_notes(out / "benchmarks.md")
     (out / "benchmarks.md").write_text(page + ("\n" + notes if notes else ""))
