@@ -1,0 +1,22 @@
+"""Retention and failure reasons: when a job was accepted, why it failed, and
+the indexes that keep the reconciler's and retention's queries off a full scan.
+
+Revision ID: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+
+
+def upgrade() -> None:
+    op.add_column("job_registry", sa.Column("accepted_at", sa.Float))
+    op.add_column("job_registry", sa.Column("error_type", sa.String(200)))
+    op.add_column("job_registry", sa.Column("error_message", sa.Text))
+    op.add_column("job_registry", sa.Column("error_traceback", sa.Text))
+    op.create_index(
+        "ix_job_registry_state_finished_at", "job_registry", ["state", "finished_at"]
+    )
+    op.create_index("ix_job_workers_seen_at", "job_workers", ["seen_at"])
