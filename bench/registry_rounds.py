@@ -32,7 +32,9 @@ from pathlib import Path
 ROUNDS = 50
 WAITING = 100
 RUNNING = 20
-POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 FRESH_POSTGRES = "fresh-postgresql"
 ANSWERS = {"workload": "blocking_io", "task_durability": "durable", "broker": "redis"}
 
@@ -101,7 +103,8 @@ class FreshPostgres:
 
 
 def report(name: str, figures: dict) -> None:
-    print(f"\n{name}: {figures['rows']:,} finished rows, {WAITING} waiting, {RUNNING} running")
+    rows = f"{figures['rows']:,} finished rows"
+    print(f"\n{name}: {rows}, {WAITING} waiting, {RUNNING} running")
     print(f"  inserted in {figures['insert_s']:.1f} s")
     rounds = figures["rounds_ms"]
     print(
@@ -160,11 +163,14 @@ def measure(database_url: str, rows: int) -> dict:
     event.listen(engine, "before_cursor_execute", capture)
     reconciler.round()
     event.remove(engine, "before_cursor_execute", capture)
-    plans = [explain(engine, statement, parameters) for statement, parameters in captured]
+    plans = [
+        explain(engine, statement, parameters) for statement, parameters in captured
+    ]
 
     # Every finished row expired: the round deletes one full batch.
     with engine.begin() as db:
-        db.execute(text("UPDATE job_registry SET finished_at = finished_at - 8 * 86400 WHERE finished_at IS NOT NULL"))
+        expire = "UPDATE job_registry SET finished_at = finished_at - 8 * 86400"
+        db.execute(text(expire + " WHERE finished_at IS NOT NULL"))
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
             db.execute(text("VACUUM ANALYZE job_registry"))
@@ -183,36 +189,48 @@ def measure(database_url: str, rows: int) -> dict:
     }
 
 
+COLUMNS = (
+    "id, task, queue, args, kwargs, state, retries, published_at, publications, "
+    "started_at, worker, finished_at, accepted_at"
+)
+# Finished job i: published `i` steps before :now, started a second later,
+# finished two; every fiftieth failed.
+FINISHED_ROW = (
+    "SELECT 'done-' || i, 'bench.task', 'bench', '[]', '{}', "
+    "CASE WHEN i % 50 = 0 THEN 'failed' ELSE 'succeeded' END, 0, "
+    ":now - i * :step, 1, :now - i * :step + 1, 'bench-worker', "
+    ":now - i * :step + 2, :now - i * :step"
+)
+
+
 def fill(engine, rows: int, text) -> None:  # noqa: ANN001
     """ROWS finished jobs over the last six days, then waiting and running ones."""
     now = time.time()
-    span_s = 6 * 86400
     if engine.dialect.name == "postgresql":
-        series = "generate_series(1, :rows) AS n(i)"
-        prefix = ""
+        numbers, series = "", "generate_series(1, :rows) AS n(i)"
     else:
+        numbers = "WITH RECURSIVE n(i) AS "
+        numbers += "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows) "
         series = "n"
-        prefix = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows) "
-    columns = "id, task, queue, args, kwargs, state, retries, published_at, publications, started_at, worker, finished_at, accepted_at"
     finished = (
-        f"{prefix}INSERT INTO job_registry ({columns}) "
-        "SELECT 'done-' || i, 'bench.task', 'bench', '[]', '{}', "
-        "CASE WHEN i % 50 = 0 THEN 'failed' ELSE 'succeeded' END, 0, "
-        ":now - i * :step, 1, :now - i * :step + 1, 'bench-worker', :now - i * :step + 2, :now - i * :step "
-        f"FROM {series}"
+        f"{numbers}INSERT INTO job_registry ({COLUMNS}) {FINISHED_ROW} FROM {series}"
     )
+    one = (
+        f"INSERT INTO job_registry ({COLUMNS}) VALUES (:id, 'bench.task', 'bench', "
+        "'[]', '{}', :state, 0, :now, 1, :started, :worker, NULL, :now)"
+    )
+    # Waiting 90 s, past JOB_LOST_AFTER_S: the round looks into each of them.
+    waiting = {"state": "accepted", "now": now - 90, "started": None, "worker": None}
+    running = {"state": "started", "now": now, "started": now, "worker": "bench-worker"}
     with engine.begin() as db:
-        db.execute(text(finished), {"rows": rows, "now": now - 60, "step": span_s / rows})
-        for i in range(WAITING):
-            db.execute(
-                text(f"INSERT INTO job_registry ({columns}) VALUES (:id, 'bench.task', 'bench', '[]', '{{}}', 'accepted', 0, :now, 1, NULL, NULL, NULL, :now)"),
-                {"id": f"waiting-{i}", "now": now - 90},  # overdue: looked into each round
-            )
-        for i in range(RUNNING):
-            db.execute(
-                text(f"INSERT INTO job_registry ({columns}) VALUES (:id, 'bench.task', 'bench', '[]', '{{}}', 'started', 0, :now, 1, :now, 'bench-worker', NULL, :now)"),
-                {"id": f"running-{i}", "now": now},
-            )
+        step = 6 * 86400 / rows
+        db.execute(text(finished), {"rows": rows, "now": now - 60, "step": step})
+        db.execute(
+            text(one), [waiting | {"id": f"waiting-{i}"} for i in range(WAITING)]
+        )
+        db.execute(
+            text(one), [running | {"id": f"running-{i}"} for i in range(RUNNING)]
+        )
     if engine.dialect.name == "postgresql":
         # What autovacuum would do soon after: the planner's statistics.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
@@ -223,7 +241,9 @@ def fill(engine, rows: int, text) -> None:  # noqa: ANN001
 
 
 def explain(engine, statement: str, parameters) -> tuple[str, list[str]]:  # noqa: ANN001
-    prefix = "EXPLAIN " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+    prefix = (
+        "EXPLAIN " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+    )
     with engine.connect() as db:
         found = db.exec_driver_sql(prefix + statement, parameters).all()
         db.rollback()
