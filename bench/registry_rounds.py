@@ -193,13 +193,14 @@ COLUMNS = (
     "id, task, queue, args, kwargs, state, retries, published_at, publications, "
     "started_at, worker, finished_at, accepted_at"
 )
-# Finished job i: published `i` steps before :now, started a second later,
-# finished two; every fiftieth failed.
+# Finished job i: published `:rows - i` steps before :now (inserted oldest
+# first, as a registry fills), started a second later, finished two; every
+# fiftieth failed.
 FINISHED_ROW = (
     "SELECT 'done-' || i, 'bench.task', 'bench', '[]', '{}', "
     "CASE WHEN i % 50 = 0 THEN 'failed' ELSE 'succeeded' END, 0, "
-    ":now - i * :step, 1, :now - i * :step + 1, 'bench-worker', "
-    ":now - i * :step + 2, :now - i * :step"
+    ":now - (:rows - i) * :step, 1, :now - (:rows - i) * :step + 1, "
+    "'bench-worker', :now - (:rows - i) * :step + 2, :now - (:rows - i) * :step"
 )
 
 
