@@ -25,9 +25,10 @@ the key works), jobs published again by the reconciler beside the jobs really
 gone (never published, or dropped by the Redis restart), and the time from the
 last kill until every job was done.
 
-The job and the three apps are bench/apps/chaos_jobs.py. Each run is this file,
-run by the project's interpreter (`--mode`), with the standard library, the
-rendered package and its dependencies; RabbitMQ runs use the shared broker on
+The job and the three apps are bench/apps/chaos_jobs.py. Each run is this
+module, `python -m bench.durability --mode ...` in the project's interpreter
+(this repository on PYTHONPATH), with the standard library, the rendered
+package and its dependencies; RabbitMQ runs use the shared broker on
 127.0.0.1:5672 (guest/guest) with a queue of their own, deleted afterwards.
 """
 
@@ -344,7 +345,9 @@ def commit_only(app, job, settings, duration_s: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.durability", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--mode", choices=MODES, required=True)
     parser.add_argument("--broker-url", required=True)
     parser.add_argument("--package", required=True)

@@ -20,7 +20,7 @@ from .. import durability
 from ..harness import Context, log
 from ..plots import COLORS
 from ..report import Goal, Section
-from ..services import kill, project_env, spawn
+from ..services import REPO, kill, project_env, spawn
 
 TITLE = "6. Durability"
 NEEDS = ("durable_redis", "durable_rabbitmq")
@@ -147,17 +147,19 @@ class ChaosRun(NamedTuple):
 def start_chaos_run(
     ctx: Context, name: str, broker_url: str, mode: str, timing: dict
 ) -> ChaosRun:
-    """One configuration's run, started in the project's interpreter."""
+    """One configuration's run, started in the project's interpreter: the
+    module bench.durability, from this repository (PYTHONPATH), which needs
+    nothing of the suite's own environment."""
     project = ctx.projects[name]
     workdir = ctx.work / f"chaos-{name}-{mode.replace(' ', '-').replace(',', '')}"
-    command = [str(project.python), durability.__file__, "--mode", mode]
+    command = [str(project.python), "-m", durability.__name__, "--mode", mode]
     command += ["--broker-url", broker_url, "--package", project.package]
     command += ["--timing", json.dumps(timing), "--seed", str(SEED)]
     command += ["--workdir", str(workdir)]
     process = spawn(
         command,
         cwd=project.path,
-        env=project_env(),
+        env=project_env(PYTHONPATH=str(REPO)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
