@@ -48,18 +48,14 @@ class BodyLimit:
     def configure(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
 
-    def bound(self, scope: Scope, receive: Receive) -> Receive:
-        """`receive`, bounded to the limit; BodyTooLarge if the declared length
-        is over it already (the app must not run: nothing has been read)."""
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                # The server has checked it is a number (a bad one is its 400),
-                # and reads no more than it: nothing to count.
-                length = int(value)
-                break
-        else:
+    def bound(self, scope: Scope, receive: Receive, length: int | None) -> Receive:
+        """`receive`, bounded to the limit; BodyTooLarge if the declared `length`
+        (Content-Length) is over it already (the app must not run: nothing has
+        been read)."""
+        if length is None:
             # No declared length (chunked): counted as it arrives.
             return counted(receive, scope, self.max_bytes)
+        # The server reads no more than the declared length: nothing to count.
         if length <= self.max_bytes:
             return receive
         limit = max(self.max_bytes, route_limit(scope))
