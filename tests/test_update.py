@@ -101,7 +101,10 @@ def update(project: Path, answers: dict[str, str] | None = None) -> dict[str, ob
         unsafe=False,
         quiet=True,
     )
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+    recorded: dict[str, object] = yaml.safe_load(
+        (project / ".copier-answers.yml").read_text()
+    )
+    return recorded
 
 
 def commit_all(project: Path, message: str) -> None:
@@ -123,8 +126,8 @@ def assert_clean_merge(project: Path) -> None:
 def assert_project_passes(project: Path, *tests: str) -> None:
     git("add", "--all", cwd=project)  # pre-commit checks what is staged or tracked
     uv("sync", "--quiet", cwd=project)
-    # The project's hooks: ruff check, ruff format --check, no conflict markers,
-    # no .rej files, on every tracked file.
+    # The project's hooks: ruff check, ruff format --check, mypy, no conflict
+    # markers, no .rej files, on every tracked file.
     uv("run", "pre-commit", "run", "--all-files", cwd=project)
     uv("run", "pytest", "-q", "-p", "no:cacheprovider", *tests, cwd=project)
 
@@ -291,7 +294,7 @@ def test_answer_change_through_update(
 USER_JOB = '''
 
 @app.task(bind=True)
-def stamp(self: Task, text: str) -> str:
+def stamp(self: Task[Any, Any], text: str) -> str:
     """The user's job: registered by the worker with no other edit."""
     return f"{text} by {self.request.id}"
 '''
@@ -315,7 +318,8 @@ def test_a_job_added_to_tasks_runs_on_a_real_worker_after_an_update(
     tasks = project / "src" / package / "tasks.py"
     text = tasks.read_text().replace(
         f"from {package}.worker import app\n",
-        f"from celery import Task\n\nfrom {package}.worker import app\n",
+        f"from typing import Any\n\nfrom celery import Task\n\n"
+        f"from {package}.worker import app\n",
     )
     tasks.write_text(text + USER_JOB)
     (project / "tests" / "test_jobs.py").write_text(

@@ -15,7 +15,8 @@ from helpers import uv
 
 def package_of(project: Path) -> str:
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    return answers["package_name"]
+    package: str = answers["package_name"]
+    return package
 
 
 USER_IMPORT = "from {package}.pricing import price_of\n"
@@ -82,6 +83,6 @@ def assert_user_edits_intact(project: Path) -> None:
 
 
 def tomllib_dependencies(project: Path) -> list[str]:
-    return tomllib.loads((project / "pyproject.toml").read_text())["project"][
-        "dependencies"
-    ]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    dependencies: list[str] = pyproject["project"]["dependencies"]
+    return dependencies
