@@ -72,9 +72,10 @@ def check_rendered(project: Path) -> None:
 
 
 def check_suite(project: Path, deselect: tuple[str, ...] = ()) -> None:
-    """Lint-clean, formatted, and its own tests pass."""
+    """Lint-clean, formatted, strictly typed, and its own tests pass."""
     uv("sync", "--quiet", cwd=project)
     uv("run", "ruff", "check", ".", cwd=project)
     uv("run", "ruff", "format", "--check", "--diff", ".", cwd=project)
+    uv("run", "mypy", cwd=project)  # strict, as its pyproject.toml says
     deselected = [f"--deselect={node_id}" for node_id in deselect]
     uv("run", "pytest", "-q", "-p", "no:cacheprovider", *deselected, cwd=project)
