@@ -21,11 +21,14 @@ Once the chaos is over (every job submitted and enough kills), the run waits
 until every job's keyed effect is there, or `recovery_s` has passed since the
 last kill. Counted: jobs lost (keyed effect never applied), jobs run to their
 end twice (their unkeyed effect doubled), the keyed effect doubled (never, if
-the key works), and the time from the last kill until every job was done.
+the key works), jobs published again by the reconciler beside the jobs really
+gone (never published, or dropped by the Redis restart), and the time from the
+last kill until every job was done.
 
-The job and the three apps are bench/apps/chaos_jobs.py. Each run is this file,
-run by the project's interpreter (`--mode`), with the standard library, the
-rendered package and its dependencies; RabbitMQ runs use the shared broker on
+The job and the three apps are bench/apps/chaos_jobs.py. Each run is this
+module, `python -m bench.durability --mode ...` in the project's interpreter
+(this repository on PYTHONPATH), with the standard library, the rendered
+package and its dependencies; RabbitMQ runs use the shared broker on
 127.0.0.1:5672 (guest/guest) with a queue of their own, deleted afterwards.
 """
 
@@ -128,9 +131,20 @@ class PrivateRedis:
             self.process.wait()
             self.process = None
 
-    def restart_empty(self) -> None:
+    def restart_empty(self) -> set[str]:
+        """Restart it empty: the ids of the jobs it dropped (queued, or
+        delivered and not acknowledged), as it held them just before."""
+        import redis  # the project's: only Redis runs get here
+
+        with redis.Redis(port=self.port) as client:
+            lists = [key for key in client.keys() if client.type(key) == b"list"]
+            queued = [raw for key in lists for raw in client.lrange(key, 0, -1)]
+            messages = [json.loads(raw) for raw in queued]
+            # kombu's unacked hash: [message, exchange, routing key] by delivery tag.
+            messages += [json.loads(raw)[0] for raw in client.hvals("unacked")]
         self.stop()
         self.start()
+        return {message.get("headers", {}).get("id") for message in messages} - {None}
 
 
 class Workers:
@@ -245,10 +259,10 @@ def chaos_run(
         workers = Workers(workdir, env)
         chaos = Chaos(workers, timing, seed)
         chaos.start()
-        ids, redis_restarts = [], 0
+        ids, redis_restarts, dropped = [], 0, set()
         for number in range(timing["jobs"]):
             if redis and number == timing["jobs"] // 3:
-                redis.restart_empty()  # every queued job gone
+                dropped = redis.restart_empty() & set(ids)  # every queued job gone
                 redis_restarts += 1
             duration_s = round(draws.uniform(*timing["job_s"]), 3)
             if number in unpublished_at:
@@ -292,6 +306,10 @@ def chaos_run(
         "keyed_doubled": effects.effects_total(db) - len(applied),
         "reruns": sum(n - 1 for n in effects.attempts(db).values() if n > 1),
         "republished": republished,
+        # Jobs really gone, which the reconciler had to publish again: those
+        # never published, and those the Redis restart dropped (the running
+        # ones among them finish anyway, unless their worker is killed too).
+        "gone": UNPUBLISHED + len(dropped),
         "all_done_s": None if done_at is None else round(done_at - chaos.last_kill, 1),
         "recovery_s": timing["recovery_s"],
         "seed": seed,
@@ -327,7 +345,9 @@ def commit_only(app, job, settings, duration_s: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.durability", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--mode", choices=MODES, required=True)
     parser.add_argument("--broker-url", required=True)
     parser.add_argument("--package", required=True)

@@ -27,6 +27,7 @@ GOALS = [
     "P5 503s",
     "P5 /health",
     "0 jobs lost, redis",  # smoke runs: Redis only
+    "Single recovery, redis",
     "P7 step: answered",
     "P7 step: p99",
     "P7 step: size",

@@ -20,7 +20,7 @@ from .. import durability
 from ..harness import Context, log
 from ..plots import COLORS
 from ..report import Goal, Section
-from ..services import kill, project_env, spawn
+from ..services import REPO, kill, project_env, spawn
 
 TITLE = "6. Durability"
 NEEDS = ("durable_redis", "durable_rabbitmq")
@@ -33,6 +33,9 @@ DEFAULTS, NO_RECONCILER, RECONCILER = durability.MODES
 # The same chaos for every configuration: the kills' moments and the jobs.
 SEED = int(os.environ.get("BENCH_SEED", "2026"))
 PLOT = "bench-durability.png"
+# Jobs a run may finish twice: a worker killed between a job's end and the
+# record of its success runs it again.
+MAX_TWICE = 2
 
 
 def run(ctx: Context) -> Section:
@@ -89,6 +92,17 @@ def run(ctx: Context) -> Section:
                 r["lost"] == 0 and r["keyed_doubled"] == 0,
             )
         )
+        section.goals.append(
+            Goal(
+                f"Single recovery, {broker}",
+                f"under chaos, the preset (reconciler on) runs at most {MAX_TWICE} "
+                "jobs to their end twice, and publishes again no more jobs than "
+                "were really gone (never published, or dropped by the Redis restart)",
+                f"{r['doubled']} of {r['jobs']} run twice, {r['republished']} "
+                f"published again, {r['gone']} gone",
+                r["doubled"] <= MAX_TWICE and r["republished"] <= r["gone"],
+            )
+        )
     section.plots.append(PLOT)
     section.notes += notes(results)
     return section
@@ -105,14 +119,20 @@ def notes(results: dict[str, dict[str, dict]]) -> list[str]:
         "Without a reconciler, the jobs committed and never published are lost; "
         "on Redis, so are the jobs queued when it restarted.",
     ]
-    if results.get("redis", {}).get(RECONCILER, {}).get("doubled"):
+    said.append(
+        f"{RECONCILER}: the reconciler publishes again only the jobs the broker "
+        "no longer has (a killed worker's unacknowledged jobs are the broker's to "
+        "hand back), and a copy of a job that succeeded is skipped when it starts. "
+        "Gone: the jobs never published, and those the Redis restart dropped "
+        "(queued, or unacknowledged: the running ones among them finish unless "
+        "their worker is killed too); a worker killed between popping a job from "
+        "Redis and recording it as unacknowledged loses one more, uncounted."
+    )
+    if any(modes.get(RECONCILER, {}).get("doubled") for modes in results.values()):
         said.append(
-            f"Run twice, {RECONCILER} on Redis: a killed worker's unacknowledged "
-            "job comes back twice, published again by the reconciler once "
-            "JOB_LOST_AFTER_S has passed and restored by Redis once "
-            "VISIBILITY_TIMEOUT_S has; both copies run (a late copy of a job "
-            "already done leaves it done in the registry). The keyed effect is "
-            "applied once."
+            f"Run twice, {RECONCILER}: a worker killed after a job's last line and "
+            "before its success was recorded; the job runs again. The keyed effect "
+            "is applied once."
         )
     return said
 
@@ -127,17 +147,19 @@ class ChaosRun(NamedTuple):
 def start_chaos_run(
     ctx: Context, name: str, broker_url: str, mode: str, timing: dict
 ) -> ChaosRun:
-    """One configuration's run, started in the project's interpreter."""
+    """One configuration's run, started in the project's interpreter: the
+    module bench.durability, from this repository (PYTHONPATH), which needs
+    nothing of the suite's own environment."""
     project = ctx.projects[name]
     workdir = ctx.work / f"chaos-{name}-{mode.replace(' ', '-').replace(',', '')}"
-    command = [str(project.python), durability.__file__, "--mode", mode]
+    command = [str(project.python), "-m", durability.__name__, "--mode", mode]
     command += ["--broker-url", broker_url, "--package", project.package]
     command += ["--timing", json.dumps(timing), "--seed", str(SEED)]
     command += ["--workdir", str(workdir)]
     process = spawn(
         command,
         cwd=project.path,
-        env=project_env(),
+        env=project_env(PYTHONPATH=str(REPO)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
