@@ -36,7 +36,7 @@ PACKAGE = os.environ["BENCH_PACKAGE"]
 settings = importlib.import_module(f"{PACKAGE}.settings").get_settings()
 database = importlib.import_module(f"{PACKAGE}.runtime.database")
 effects = importlib.import_module(f"{PACKAGE}.examples.effects")
-jobs = importlib.import_module(f"{PACKAGE}.runtime.jobs")
+jobs = importlib.import_module(f"{PACKAGE}.runtime.registry")
 # A submission refused while the broker restarts: a client's 503, tried again.
 UNAVAILABLE = (OperationalError, jobs.JobNotAccepted)
 
