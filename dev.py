@@ -60,7 +60,7 @@ class Shard(NamedTuple):
     pytest_args: tuple[str, ...]  # test files or node ids, as pytest takes them
     services: tuple[str, ...] = ()  # what its tests talk to
     tools: tuple[str, ...] = ()  # Debian packages it runs (scripts/ensure-services.sh)
-    lint: bool = False  # ruff over the template's own code first
+    lint: bool = False  # ruff and mypy over the template's own code first
     pythons: tuple[str, ...] = (DEFAULT_PYTHON,)  # CI runs it once on each
 
 
@@ -223,6 +223,7 @@ def test(args: list[str]) -> int:
     if any(shard.lint for shard in selected):
         sh(uv, "run", "ruff", "check", ".")
         sh(uv, "run", "ruff", "format", "--check", ".")
+        sh(uv, "run", "mypy")  # strict: pyproject.toml's [tool.mypy]
     # One test handed out at a time (xdist's default hands each worker a run of
     # consecutive tests first: the longest ones, all to the first worker).
     workers = ["-n", str(PYTEST_WORKERS), "--maxschedchunk", "1"]

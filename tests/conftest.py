@@ -26,7 +26,9 @@ def expected_cost(item: pytest.Item) -> float:
     if item.path.name == "test_render.py":
         # The crash and chaos tests and OpenTelemetry's add a minute or two:
         # started last, one of them runs alone at the end.
-        combination: Combination = item.callspec.params["combination"]
+        assert isinstance(item, pytest.Function)  # test_render.py holds no other
+        combination = item.callspec.params["combination"]
+        assert isinstance(combination, Combination)
         cost += 50 * (combination.id in CRASH_TESTED)
         cost += 100 * (combination.id in CHAOS_TESTED)
         cost += 100 * combination.opentelemetry

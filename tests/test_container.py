@@ -16,7 +16,9 @@ import json
 import os
 import re
 import shutil
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -71,12 +73,25 @@ def check_github_files_once(project: Path) -> None:
         GITHUB_FILES_CHECKED.add(files)
 
 
-def compose_model(project: Path) -> dict:
+def check_type_check_wiring(project: Path) -> None:
+    """mypy, strict, run by CI's lint job and by a pre-commit hook; the render
+    test (tests/test_render.py) runs it on the project."""
+    config = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    assert {"run": "uv run mypy"} in workflow["jobs"]["lint"]["steps"]
+    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    [mypy] = [h for repo in hooks["repos"] for h in repo["hooks"] if h["id"] == "mypy"]
+    assert mypy["entry"] == "uv run mypy" and mypy["pass_filenames"] is False
+
+
+def compose_model(project: Path) -> dict[str, Any]:
     """Compose's normalized model; `config` refuses an invalid file. A bare
     environment, so no WORKERS or API_PORT of this shell leaks in."""
     env = {"PATH": os.environ["PATH"], "HOME": str(project)}
     printed = run(COMPOSE, "config", "--format", "json", cwd=project, env=env)
-    return json.loads(printed)
+    model: dict[str, Any] = json.loads(printed)
+    return model
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda c: c.id)
@@ -84,6 +99,7 @@ def test_container_files(combination: Combination, tmp_path: Path) -> None:
     project = render(tmp_path / "service", combination.answers)
     package = "my_service"
     check_github_files_once(project)
+    check_type_check_wiring(project)
 
     # hadolint fails on any finding, warnings and style included.
     run(HADOLINT, "Dockerfile", cwd=project)

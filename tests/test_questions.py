@@ -71,7 +71,10 @@ def test_invalid_answer_leaves_an_existing_directory_untouched(tmp_path: Path) -
 
 
 def answers_of(project: Path) -> dict[str, object]:
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+    answers: dict[str, object] = yaml.safe_load(
+        (project / ".copier-answers.yml").read_text()
+    )
+    return answers
 
 
 def test_names_are_derived_from_the_project_name(tmp_path: Path) -> None:
@@ -146,6 +149,7 @@ def test_awkward_free_text_renders_a_working_project(tmp_path: Path) -> None:
     docstring = ast.get_docstring(
         ast.parse((project / "src" / "awkward" / "__init__.py").read_text())
     )
+    assert docstring is not None
     assert " ".join(docstring.split()) == AWKWARD["description"]
     assert answers_of(project)["description"] == AWKWARD["description"]
     uv("sync", "--quiet", cwd=project)

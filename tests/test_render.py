@@ -72,8 +72,10 @@ def check_rendered(project: Path) -> None:
 
 
 def check_suite(project: Path, options: tuple[str, ...] = ()) -> None:
-    """Lint-clean, formatted, and its own tests pass (`options`: pytest's)."""
+    """Lint-clean, formatted, strictly typed, and its own tests pass (`options`:
+    pytest's)."""
     uv("sync", "--quiet", cwd=project)
     uv("run", "ruff", "check", ".", cwd=project)
     uv("run", "ruff", "format", "--check", "--diff", ".", cwd=project)
+    uv("run", "mypy", cwd=project)  # strict, as its pyproject.toml says
     uv("run", "pytest", "-q", "-p", "no:cacheprovider", *options, cwd=project)

@@ -173,7 +173,7 @@ def matrix_entries(workflow: dict[str, Any], name: str) -> list[dict[str, Any]]:
         needed, key = from_json.groups()
         matrix = json.loads(job_outputs(workflow, needed)[key])
     axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
-    entries = [
+    entries: list[dict[str, Any]] = [
         dict(zip(axes, values, strict=True))
         for values in itertools.product(*axes.values())
     ]
@@ -269,7 +269,7 @@ def selected_by(kind: str, args: list[str], suite: list[str]) -> list[str]:
 
 def shard_of(suite: list[str]) -> dict[str, Any]:
     """Each node id's shard (the partition test checks there is exactly one)."""
-    owner = {}
+    owner: dict[str, Any] = {}
     for shard in dev.shards():
         for node in selected(suite, list(shard.pytest_args)):
             owner.setdefault(node, shard)
@@ -280,7 +280,8 @@ def shard_of(suite: list[str]) -> dict[str, Any]:
 
 
 def workflow_of(path: Path = WORKFLOW) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    workflow: dict[str, Any] = yaml.safe_load(path.read_text())
+    return workflow
 
 
 def test_template_workflows_pass_actionlint() -> None:
@@ -483,12 +484,13 @@ def test_crash_tests_run_once_per_broker_and_worker_pool() -> None:
             (e.broker, pools.get(e.workload, "prefork"), tested[e.id]) for e in entries
         )
 
-    brokers, pool_kinds = ("rabbitmq", "redis"), ("prefork", "threads")
+    brokers: tuple[str | None, ...] = ("rabbitmq", "redis")
+    pool_kinds = ("prefork", "threads")
     crash = pairs(CRASH_TESTED)
     every_pair = [(b, p) for b in brokers for p in pool_kinds]
     assert [(b, p) for b, p, _ in crash] == every_pair
     for database in DATABASES:
-        assert sorted(b for b, _, d in crash if d == database) == list(brokers)
+        assert sorted(str(b) for b, _, d in crash if d == database) == list(brokers)
         assert sorted(p for _, p, d in crash if d == database) == list(pool_kinds)
     chaos = pairs(CHAOS_TESTED)
     assert [b for b, _, _ in chaos] == list(brokers)

@@ -17,12 +17,16 @@ the answer into a 413 once the limit is passed: the request ends in an error
 cut-off answer for a whole one.
 """
 
+# Annotations stay strings, never evaluated: the nested functions below are
+# made for every request.
+from __future__ import annotations
+
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.responses import JSONResponse
 from starlette.routing import Match
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 MiB = 1024 * 1024
 
@@ -44,18 +48,14 @@ class BodyLimit:
     def configure(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
 
-    def bound(self, scope: Scope, receive: Receive) -> Receive:
-        """`receive`, bounded to the limit; BodyTooLarge if the declared length
-        is over it already (the app must not run: nothing has been read)."""
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                # The server has checked it is a number (a bad one is its 400),
-                # and reads no more than it: nothing to count.
-                length = int(value)
-                break
-        else:
+    def bound(self, scope: Scope, receive: Receive, length: int | None) -> Receive:
+        """`receive`, bounded to the limit; BodyTooLarge if the declared `length`
+        (Content-Length) is over it already (the app must not run: nothing has
+        been read)."""
+        if length is None:
             # No declared length (chunked): counted as it arrives.
             return counted(receive, scope, self.max_bytes)
+        # The server reads no more than the declared length: nothing to count.
         if length <= self.max_bytes:
             return receive
         limit = max(self.max_bytes, route_limit(scope))
@@ -68,9 +68,8 @@ def counted(receive: Receive, scope: Scope, limit: int) -> Receive:
     """`receive`, raising BodyTooLarge once the bytes received pass `limit`."""
     received = 0
 
-    # Not annotated: a nested function's annotations are evaluated each time
-    # it is made, here for every request without a Content-Length.
-    async def receive_counted():
+    # Made for every request without a Content-Length.
+    async def receive_counted() -> Message:
         nonlocal received, limit
         message = await receive()
         received += len(message.get("body", b""))

@@ -15,6 +15,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 PACKAGE = __name__.partition(".")[0]
@@ -69,13 +70,13 @@ def gunicorn_master() -> int:
     from gunicorn.workers.base import Worker
 
     # The gunicorn worker importing the app: `self` of a caller (load_wsgi).
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and not isinstance(frame.f_locals.get("self"), Worker):
         frame = frame.f_back
     if frame is None:
         # --preload: the master imports the app, then forks the workers.
         return os.getpid()
-    worker = frame.f_locals["self"]
+    worker: Worker = frame.f_locals["self"]
     if not ASGI_WORKERS.intersection(cls.__module__ for cls in type(worker).__mro__):
         refuse(
             f"gunicorn's {type(worker).__name__} serves WSGI apps, not this ASGI "
