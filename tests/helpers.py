@@ -60,12 +60,17 @@ UV = os.environ.get("UV", "uv")  # `uv run` names its own binary in $UV
 PYTHON = os.environ.get("LOOPSAFE_PYTHON")
 
 
-# One mypy cache for every generated project this machine checks: the types of
-# their libraries (FastAPI, pydantic, SQLAlchemy, Celery, ...) are read once,
-# not once per render. mypy keys it by each file's hash (a differing file is
-# checked again, never taken from the cache) and by Python version, and its
-# SQLite cache lets concurrent runs share it.
-MYPY_CACHE = Path(tempfile.gettempdir()) / "loopsafe-mypy-cache"
+# One mypy cache per pytest worker, shared by every generated project that
+# worker checks: the types of their libraries (FastAPI, pydantic, SQLAlchemy,
+# Celery, ...) are read once, not once per render. mypy checks a cached module
+# against its file's hash, so projects that differ share it soundly one at a
+# time; but runs at once, in two workers, could pair one project's cached
+# metadata with another's data (a durable render's runtime/metrics.py taken for
+# an ephemeral one's), so each worker has its own.
+MYPY_CACHE = (
+    Path(tempfile.gettempdir())
+    / f"loopsafe-mypy-cache-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+)
 
 
 def project_env() -> dict[str, str]:
