@@ -46,12 +46,25 @@ class Combination(NamedTuple):
         return self.task_durability == "durable"
 
     @property
+    def suite_options(self) -> tuple[str, ...]:
+        """The pytest options the template's CI runs this entry's generated suite
+        with. Every entry runs its default suite, the one `uv run pytest` runs;
+        the entries of CRASH_TESTED run the tests marked `recovery` too (crash,
+        restart, chaos), less the chaos test outside CHAOS_TESTED, each on the
+        database it names. All but PARALLEL_TESTED run in one process: the
+        template's CI runs many suites side by side already."""
+        options = ["-m", ""] if self.id in CRASH_TESTED else []
+        if self.id != PARALLEL_TESTED:
+            options += ["--numprocesses", "0"]
+        return (*options, *(f"--deselect={node}" for node in self.skipped_tests))
+
+    @property
     def skipped_tests(self) -> tuple[str, ...]:
-        """Generated tests the template's CI leaves out for this entry, as
-        pytest's `--deselect` takes them (a file, or one test's node id): every
-        other durable entry runs the rest of its suite, and the entries that run
-        a test on both databases run it on one of them."""
-        if not self.durable:
+        """Recovery tests this entry runs (CRASH_TESTED) but leaves out, as
+        pytest's `--deselect` takes them (a file, or one test's node id): the
+        chaos test outside CHAOS_TESTED, and each test on both databases on the
+        other database than the one named."""
+        if self.id not in CRASH_TESTED:
             return ()
         skipped = []
         for path, tested in ((CRASH_TEST, CRASH_TESTED), (CHAOS_TEST, CHAOS_TESTED)):
@@ -109,15 +122,17 @@ EVERY_PYTHON = (
     "mixed-ephemeral",
 )
 
-# The generated crash tests (tests/runtime/test_durability.py) test the durable
-# preset, which differs by broker and by the worker's pool (threads for async_io
-# and blocking_io, prefork for cpu_bound and mixed), not by the rest of the
-# answers: the template's CI runs them on these four, one per broker and pool.
-# The chaos test (tests/runtime/test_chaos.py) runs once per broker, one of them
-# on each pool. Their tests that take the `jobs_database` fixture run on SQLite
-# and on PostgreSQL in a generated project; here each entry runs them on the
-# database it names, so that each database still meets each broker and each
-# pool (tests/test_workflows.py checks both pairings).
+# The generated recovery tests (marked `recovery`, left out of a plain
+# `uv run pytest`: the crash and restart tests of tests/runtime/test_durability.py
+# and tests/examples/test_jobs.py, and tests/runtime/test_chaos.py) test the
+# durable preset, which differs by broker and by the worker's pool (threads for
+# async_io and blocking_io, prefork for cpu_bound and mixed), not by the rest of
+# the answers: the template's CI runs them on these four, one per broker and
+# pool. The chaos test runs once per broker, one of them on each pool. Their
+# tests that take the `jobs_database` fixture run on SQLite and on PostgreSQL
+# in a generated project; here each entry runs them on the database it names,
+# so that each database still meets each broker and each pool
+# (tests/test_workflows.py checks both pairings).
 CRASH_TESTED = {
     "blocking_io-durable-redis": "postgresql",  # threads
     "async_io-durable-rabbitmq": "sqlite",  # threads
@@ -138,6 +153,11 @@ DATABASE_TESTS = {  # each file's tests that take `jobs_database` and start work
     ),
     CHAOS_TEST: ("test_chaos_loses_no_job_and_applies_no_effect_twice",),
 }
+
+# A generated project runs its tests in parallel (pytest-xdist, from its
+# pyproject's addopts); the template's CI runs each suite in one process, but
+# for this one, the largest, run as its owner runs it.
+PARALLEL_TESTED = "mixed-durable-redis-otel"
 
 COMBINATIONS = [entry._replace(python_version=PYTHON) for entry in ENTRIES]
 

@@ -129,7 +129,18 @@ def assert_project_passes(project: Path, *tests: str) -> None:
     # The project's hooks: ruff check, ruff format --check, mypy, no conflict
     # markers, no .rej files, on every tracked file.
     uv("run", "pre-commit", "run", "--all-files", cwd=project)
-    uv("run", "pytest", "-q", "-p", "no:cacheprovider", *tests, cwd=project)
+    # A few tests: in one process, not the project's four (pyproject's addopts).
+    one_process = ("--numprocesses", "0")
+    uv(
+        "run",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *one_process,
+        *tests,
+        cwd=project,
+    )
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda c: c.id)

@@ -32,6 +32,7 @@ from combinations import (
     DEFAULT_PYTHON,
     ENTRIES,
     EVERY_PYTHON,
+    PARALLEL_TESTED,
     PYTHON_VERSIONS,
     WORKLOADS,
     Combination,
@@ -496,14 +497,22 @@ def test_crash_tests_run_once_per_broker_and_worker_pool() -> None:
     assert sorted(p for _, p, _ in chaos) == list(pool_kinds)
     assert sorted(d for _, _, d in chaos) == sorted(DATABASES)
     for entry in ENTRIES:
-        skipped, durable = entry.skipped_tests, entry.durable
-        assert (CRASH_TEST in skipped) == (durable and entry.id not in CRASH_TESTED)
-        assert (CHAOS_TEST in skipped) == (durable and entry.id not in CHAOS_TESTED)
+        options, skipped = entry.suite_options, entry.skipped_tests
+        # The recovery tests (`-m ""`: every test, marked or not) where named only.
+        assert (("-m", "") == options[:2]) == (entry.id in CRASH_TESTED)
+        assert (CHAOS_TEST in skipped) == (
+            entry.id in CRASH_TESTED and entry.id not in CHAOS_TESTED
+        )
+        assert CRASH_TEST not in skipped
+        assert all(f"--deselect={node}" in options for node in skipped)
         for node in skipped:
             path, _, test = node.partition("::")
             if test:  # one database's run of a test: never the entry's database
                 named = (CRASH_TESTED if path == CRASH_TEST else CHAOS_TESTED)[entry.id]
                 assert not test.endswith(f"[{named}]"), node
+        # One entry runs its suite in parallel, as its owner does.
+        one_process = "--numprocesses 0" in " ".join(options)
+        assert one_process == (entry.id != PARALLEL_TESTED)
     both = next(entry for entry in ENTRIES if entry.id == "blocking_io-durable-redis")
     assert both.skipped_tests == (
         f"{CRASH_TEST}::test_a_job_committed_but_never_published_is_published_again"
