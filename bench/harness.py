@@ -15,7 +15,6 @@ from .services import (
     finish_loadgen,
     free_port,
     have_wrk,
-    kill,
     spawn,
     start_loadgen,
     tcp_ready,
@@ -90,25 +89,23 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-class BenchProcess:
+class BenchProcess(Server):
     """bench/apps/<name>.py, a bare asyncio server, on the suite's interpreter;
-    `args` follow its port on the command line."""
+    `args` follow its port on the command line. A Server but for how it starts
+    (no uvicorn, no project, its output left on the suite's) and when it is
+    ready (once it accepts connections), so scenarios probe both alike."""
 
     def __init__(self, name: str, *args: str):
-        self.name, self.args = name, list(args)
+        super().__init__(name, Path(sys.executable), str(APPS / f"{name}.py"), APPS)
+        self.args = list(args)
 
-    def __enter__(self) -> "BenchProcess":
+    def launch(self) -> None:
         self.port = free_port()
-        app = str(APPS / f"{self.name}.py")
-        self.process = spawn([sys.executable, app, str(self.port), *self.args])
-        tcp_ready(self.port, self.process)
-        return self
+        self.process = spawn([str(self.python), self.app, str(self.port), *self.args])
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __exit__(self, *exc: object) -> None:
-        kill(self.process)
+    def wait_ready(self, timeout: float = 10) -> None:
+        assert self.process is not None
+        tcp_ready(self.port, self.process, timeout)
 
 
 def start_all(servers: list[Server]) -> None:

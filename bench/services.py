@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 APPS = REPO / "bench" / "apps"
@@ -254,7 +255,7 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not answer /health in {timeout} s")
 
-    def start(self) -> "Server":
+    def start(self) -> Self:
         self.launch()
         self.wait_ready()
         return self
@@ -282,7 +283,7 @@ class Server:
             kill(self.process)
             self.process = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Self:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc: object) -> None:

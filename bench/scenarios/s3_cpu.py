@@ -80,7 +80,7 @@ def at_idle_priority(pid: int) -> bool:
 @dataclass
 class Variant:
     label: str
-    server: Server | BenchProcess
+    server: Server
     path: str | None  # None: no requests, the cores kept busy by busy loops
     rendered: bool = False
 
