@@ -6,6 +6,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .report import Latency, fmt_spread, rate
 from .services import (
@@ -148,7 +149,7 @@ def settle(server: Server, timeout: float = 20) -> None:
             return
 
 
-def warm(ctx: Context, server: Server, heavy: dict) -> None:
+def warm(ctx: Context, server: Server, heavy: dict[str, Any]) -> None:
     """Run `heavy` once, unmeasured: first calls pay for imports (a process pool's
     workers import the task's module on their first call) and connection setup."""
     seconds = ctx.seconds(0.5, 0.3)
@@ -167,8 +168,8 @@ def probe(
     duration: float,
     idle: bool = True,
     floor: int | None = None,
-    **extra,
-) -> dict:
+    **extra: Any,
+) -> dict[str, Any]:
     """/health, open loop at PROBE_RATE for `duration` seconds: the raw result.
     `idle`: nothing else loads the machine meanwhile (see IDLE_SEND_LAGS).
     `floor`: the port of a trivial server (bench/apps/tiny.py) probed alike at
@@ -202,11 +203,11 @@ def probe(
 def under_load(
     ctx: Context,
     server: Server,
-    heavy: dict,
+    heavy: dict[str, Any],
     warmup: float,
     duration: float,
-    **probe_extra,
-) -> tuple[dict, dict]:
+    **probe_extra: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Probe /health for `duration` s while `heavy` runs, from `warmup` s into it
     (`probe_extra`: `probe`'s options).
 
