@@ -27,6 +27,9 @@ from typing import Any, Self
 REPO = Path(__file__).resolve().parent.parent
 APPS = REPO / "bench" / "apps"
 UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+# tests/helpers.py renders for the tests and for `_render`, which imports it as
+# dev.py imports from tests/; appended, so that it shadows no other module.
+sys.path.append(str(REPO / "tests"))
 
 _running: set[subprocess.Popen[Any]] = set()
 
@@ -152,21 +155,14 @@ class Project:
 
 def _render(template: Path, dst: Path, answers: dict[str, str]) -> Path:
     """Render `template` (HEAD plus uncommitted changes) without trust, then sync."""
-    import copier  # here: the load generator and the apps never need it
+    # Here: the load generator and the apps never need Copier.
     from copier.errors import DirtyLocalWarning
+    from helpers import render
 
     # Rendering a checkout with uncommitted changes is the point here.
     warnings.simplefilter("ignore", DirtyLocalWarning)
     shutil.rmtree(dst, ignore_errors=True)
-    copier.run_copy(
-        str(template),
-        dst,
-        data=answers,
-        defaults=True,
-        unsafe=False,
-        quiet=True,
-        vcs_ref="HEAD",
-    )
+    render(dst, answers, template)
     command = [UV, "sync", "--quiet", "--no-dev"]
     subprocess.run(command, cwd=dst, env=project_env(), check=True)
     return dst
