@@ -227,7 +227,9 @@ def test(args: list[str]) -> int:
     # One test handed out at a time (xdist's default hands each worker a run of
     # consecutive tests first: the longest ones, all to the first worker).
     workers = ["-n", str(PYTEST_WORKERS), "--maxschedchunk", "1"]
-    pytest = [uv, "run", "pytest", *workers, *pytest_options, *selection]
+    # The slowest tests' times close the log: where the suite's minutes go.
+    durations = ["--durations", "25"]
+    pytest = [uv, "run", "pytest", *workers, *durations, *pytest_options, *selection]
     return subprocess.run(pytest, cwd=REPO, check=False).returncode
 
 

@@ -24,6 +24,7 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from .harness import IDLE_SEND_LAGS, PROJECTS, Context, log
 from .report import Goal, Machine, Section, machine, markdown
@@ -109,8 +110,8 @@ def main() -> int:
 
 
 def keep_the_others(
-    sections: list[Section], about_run: dict, chosen: list[str]
-) -> tuple[list[Section], dict]:
+    sections: list[Section], about_run: dict[str, Any], chosen: list[str]
+) -> tuple[list[Section], dict[str, Any]]:
     """This run's sections, and the other scenarios' from the last full run."""
     latest = REPO / "bench" / "results" / "latest.json"
     if not latest.exists():
@@ -209,7 +210,9 @@ def kept_notes(page: Path) -> str:
     return text[text.index(NOTES) :] if NOTES in text else ""
 
 
-def write(sections: list[Section], about_run: dict, out: Path, full: bool) -> None:
+def write(
+    sections: list[Section], about_run: dict[str, Any], out: Path, full: bool
+) -> None:
     title = "# Benchmarks\n\nMeasured by `python -m bench`: the median of the repeats, "
     title += "[minimum–maximum]. What the figures mean, and how they are taken, "
     title += "follows the tables ([What the runs mean](#what-the-runs-mean))."

@@ -45,6 +45,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 APPS = Path(__file__).resolve().parent / "apps"
 MODES = ("celery defaults", "preset, no reconciler", "preset + reconciler")
@@ -106,7 +107,7 @@ class PrivateRedis:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
@@ -152,7 +153,7 @@ class Workers:
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir, self.env = workdir, env
-        self.processes: dict[int, subprocess.Popen] = {}
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.logs: dict[int, Path] = {}
         self.started = 0
         for slot in range(WORKERS):
@@ -199,7 +200,7 @@ class Chaos(threading.Thread):
     until told to stop with enough kills done. Not while it starts: on a busy
     machine a start takes seconds, and kills then would hit no job at all."""
 
-    def __init__(self, workers: Workers, timing: dict, seed: int) -> None:
+    def __init__(self, workers: Workers, timing: dict[str, Any], seed: int) -> None:
         super().__init__(name="chaos", daemon=True)
         self.workers, self.timing = workers, timing
         self.random = random.Random(seed)
@@ -224,7 +225,12 @@ class Chaos(threading.Thread):
 
 
 def chaos_run(
-    mode: str, broker_url: str, package: str, timing: dict, seed: int, workdir: Path
+    mode: str,
+    broker_url: str,
+    package: str,
+    timing: dict[str, Any],
+    seed: int,
+    workdir: Path,
 ) -> dict[str, object]:
     """One run, inside the rendered project's environment: its figures."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +265,8 @@ def chaos_run(
         workers = Workers(workdir, env)
         chaos = Chaos(workers, timing, seed)
         chaos.start()
-        ids, redis_restarts, dropped = [], 0, set()
+        ids: list[str] = []
+        redis_restarts, dropped = 0, set()
         for number in range(timing["jobs"]):
             if redis and number == timing["jobs"] // 3:
                 dropped = redis.restart_empty() & set(ids)  # every queued job gone
@@ -316,7 +323,11 @@ def chaos_run(
     }
 
 
-def submit(app, job, duration_s: float, unavailable: tuple) -> str:
+# `app`, `job`, `settings`: chaos_jobs's, a plain Celery app's or the project's,
+# told apart by what they have.
+def submit(
+    app: Any, job: Any, duration_s: float, unavailable: tuple[type[Exception], ...]
+) -> str:
     """Submit a job as a client would, trying again while the broker restarts:
     the preset's through the registry, with an idempotency key (a retry never
     makes a second job), Celery's defaults with a plain `apply_async` (a retry
@@ -326,7 +337,8 @@ def submit(app, job, duration_s: float, unavailable: tuple) -> str:
     while True:
         try:
             if hasattr(app, "submit"):
-                return app.submit(job, duration_s, idempotency_key=key)
+                job_id: str = app.submit(job, duration_s, idempotency_key=key)
+                return job_id
             job.apply_async((duration_s,), task_id=key)
             return key
         except unavailable:
@@ -335,11 +347,12 @@ def submit(app, job, duration_s: float, unavailable: tuple) -> str:
             time.sleep(0.2)
 
 
-def commit_only(app, job, settings, duration_s: float) -> str:
+def commit_only(app: Any, job: Any, settings: Any, duration_s: float) -> str:
     """A job whose API died between commit and publish: in the registry, never
     published. Celery's defaults have no registry: such a job was never sent."""
     if not hasattr(app, "registry"):
         return str(uuid.uuid4())
+    job_id: str
     job_id, _ = app.registry.accept(job.name, settings.task_queue, [duration_s], {})
     return job_id
 

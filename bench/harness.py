@@ -6,6 +6,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .report import Latency, fmt_spread, rate
 from .services import (
@@ -15,7 +16,6 @@ from .services import (
     finish_loadgen,
     free_port,
     have_wrk,
-    kill,
     spawn,
     start_loadgen,
     tcp_ready,
@@ -90,25 +90,23 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-class BenchProcess:
+class BenchProcess(Server):
     """bench/apps/<name>.py, a bare asyncio server, on the suite's interpreter;
-    `args` follow its port on the command line."""
+    `args` follow its port on the command line. A Server but for how it starts
+    (no uvicorn, no project, its output left on the suite's) and when it is
+    ready (once it accepts connections), so scenarios probe both alike."""
 
     def __init__(self, name: str, *args: str):
-        self.name, self.args = name, list(args)
+        super().__init__(name, Path(sys.executable), str(APPS / f"{name}.py"), APPS)
+        self.args = list(args)
 
-    def __enter__(self) -> "BenchProcess":
+    def launch(self) -> None:
         self.port = free_port()
-        app = str(APPS / f"{self.name}.py")
-        self.process = spawn([sys.executable, app, str(self.port), *self.args])
-        tcp_ready(self.port, self.process)
-        return self
+        self.process = spawn([str(self.python), self.app, str(self.port), *self.args])
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __exit__(self, *exc: object) -> None:
-        kill(self.process)
+    def wait_ready(self, timeout: float = 10) -> None:
+        assert self.process is not None
+        tcp_ready(self.port, self.process, timeout)
 
 
 def start_all(servers: list[Server]) -> None:
@@ -151,7 +149,7 @@ def settle(server: Server, timeout: float = 20) -> None:
             return
 
 
-def warm(ctx: Context, server: Server, heavy: dict) -> None:
+def warm(ctx: Context, server: Server, heavy: dict[str, Any]) -> None:
     """Run `heavy` once, unmeasured: first calls pay for imports (a process pool's
     workers import the task's module on their first call) and connection setup."""
     seconds = ctx.seconds(0.5, 0.3)
@@ -170,8 +168,8 @@ def probe(
     duration: float,
     idle: bool = True,
     floor: int | None = None,
-    **extra,
-) -> dict:
+    **extra: Any,
+) -> dict[str, Any]:
     """/health, open loop at PROBE_RATE for `duration` seconds: the raw result.
     `idle`: nothing else loads the machine meanwhile (see IDLE_SEND_LAGS).
     `floor`: the port of a trivial server (bench/apps/tiny.py) probed alike at
@@ -205,11 +203,11 @@ def probe(
 def under_load(
     ctx: Context,
     server: Server,
-    heavy: dict,
+    heavy: dict[str, Any],
     warmup: float,
     duration: float,
-    **probe_extra,
-) -> tuple[dict, dict]:
+    **probe_extra: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Probe /health for `duration` s while `heavy` runs, from `warmup` s into it
     (`probe_extra`: `probe`'s options).
 

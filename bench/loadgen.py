@@ -30,9 +30,10 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 # A request is [method, path] or [method, path, json_body].
-Request = list
+Request = list[Any]
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Load:
     keep_bodies: bool = False  # open loop: return each response body
     # Open loop whose rate changes: [rate, seconds, request] one after another,
     # instead of `rate` and `requests`; duration_s is then their seconds summed.
-    phases: list[list] | None = None
+    phases: list[list[Any]] | None = None
     # Open loop: the time.monotonic() to start at, instead of now. The clock is
     # the machine's, so loads in several processes given the same one share a
     # time axis: a poll of the server's state lines up with the load it sees.
@@ -197,7 +198,7 @@ class OpenLoop:
         self.open_count = 0
         # Per socket: the request on it (None while idle), what it has read so
         # far, and whether the request is written (False while connecting).
-        self.sockets: dict[int, list] = {}
+        self.sockets: dict[int, list[Any]] = {}
         self.done = threading.Event()  # every request answered, or failed
         self.over = False  # past the deadline: nothing more is recorded
         self.start = time.monotonic() + 0.05
@@ -282,7 +283,7 @@ class OpenLoop:
                 state[2] += data
                 self.parse(sock, state)
 
-    def parse(self, sock: socket.socket, state: list) -> None:
+    def parse(self, sock: socket.socket, state: list[Any]) -> None:
         """Record the answer once it is whole; reuse or close the connection."""
         _, i, buffer, _ = state
         end = buffer.find(b"\r\n\r\n")

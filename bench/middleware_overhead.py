@@ -262,7 +262,8 @@ def in_process(project: Project, batches: int) -> dict[str, float]:
         text=True,
         check=True,
     ).stdout
-    return json.loads(out.splitlines()[-1])
+    figures: dict[str, float] = json.loads(out.splitlines()[-1])
+    return figures
 
 
 def idle_cpu(server: Server, seconds: float) -> float:

@@ -2,6 +2,7 @@
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -56,7 +57,8 @@ def bars(
                 i + 0.45,
                 colors="black",
                 linestyles="dashed",
-                label=line_label if i == 0 else None,
+                # One legend entry for all: matplotlib leaves "_nolegend_" out.
+                label=line_label if i == 0 else "_nolegend_",
             )
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel(ylabel)
@@ -111,7 +113,7 @@ def timeline(
 
 
 def idle_and_loaded_p99(
-    path: Path, title: str, labels: list[str], figures: dict
+    path: Path, title: str, labels: list[str], figures: dict[str, Any]
 ) -> None:
     """Idle and loaded /health p99 side by side for each variant, on a log scale."""
     bars(

@@ -27,7 +27,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the project's, only there at run time (see measure)
+    from sqlalchemy import Connection, Engine, TextClause
 
 ROUNDS = 50
 WAITING = 100
@@ -102,7 +107,7 @@ class FreshPostgres:
             admin.execute(f'DROP DATABASE "{self.name}" WITH (FORCE)')
 
 
-def report(name: str, figures: dict) -> None:
+def report(name: str, figures: dict[str, Any]) -> None:
     rows = f"{figures['rows']:,} finished rows"
     print(f"\n{name}: {rows}, {WAITING} waiting, {RUNNING} running")
     print(f"  inserted in {figures['insert_s']:.1f} s")
@@ -125,7 +130,7 @@ def report(name: str, figures: dict) -> None:
 # Inside the project's interpreter, from here on.
 
 
-def measure(database_url: str, rows: int) -> dict:
+def measure(database_url: str, rows: int) -> dict[str, Any]:
     package = os.environ["BENCH_PACKAGE"]
     database = importlib.import_module(f"{package}.runtime.database")
     registry_module = importlib.import_module(f"{package}.runtime.registry")
@@ -156,7 +161,14 @@ def measure(database_url: str, rows: int) -> dict:
 
     captured: list[tuple[str, object]] = []
 
-    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def capture(
+        conn: "Connection",
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
         if not statement.lstrip().upper().startswith(("SELECT PG_", "PRAGMA")):
             captured.append((statement, parameters))
 
@@ -204,7 +216,7 @@ FINISHED_ROW = (
 )
 
 
-def fill(engine, rows: int, text) -> None:  # noqa: ANN001
+def fill(engine: "Engine", rows: int, text: Callable[[str], "TextClause"]) -> None:
     """ROWS finished jobs over the last six days, then waiting and running ones."""
     now = time.time()
     if engine.dialect.name == "postgresql":
@@ -241,7 +253,7 @@ def fill(engine, rows: int, text) -> None:  # noqa: ANN001
             db.execute(text("ANALYZE"))
 
 
-def explain(engine, statement: str, parameters) -> tuple[str, list[str]]:  # noqa: ANN001
+def explain(engine: "Engine", statement: str, parameters: Any) -> tuple[str, list[str]]:
     prefix = (
         "EXPLAIN " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
     )
@@ -254,9 +266,10 @@ def explain(engine, statement: str, parameters) -> tuple[str, list[str]]:  # noq
     return shown, [str(row[-1]) for row in found]
 
 
-def count(engine, text) -> int:  # noqa: ANN001
+def count(engine: "Engine", text: Callable[[str], "TextClause"]) -> int:
     with engine.connect() as db:
-        return db.execute(text("SELECT count(*) FROM job_registry")).scalar_one()
+        rows: int = db.execute(text("SELECT count(*) FROM job_registry")).scalar_one()
+        return rows
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ import os
 import platform
 import statistics
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -29,7 +31,8 @@ class Section:
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None  # why the scenario did not run
-    raw: dict = field(default_factory=dict)  # every measurement, for latest.json
+    # Every measurement, for latest.json.
+    raw: dict[str, Any] = field(default_factory=dict)
     machine: "Machine | None" = None  # how busy the machine was meanwhile
 
 
@@ -108,7 +111,7 @@ class Latency:
     send_lag_p99: float  # the generator's own share of the latency
 
     @classmethod
-    def of(cls, result: dict, status: int | None = None) -> "Latency":
+    def of(cls, result: dict[str, Any], status: int | None = None) -> "Latency":
         """Latency of the run's answers, or only of those with `status`."""
         picked = [
             latency
@@ -147,7 +150,9 @@ def ms(seconds: float) -> str:
     return f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
-def fmt_spread(values: list[float], unit=ms, bound: bool = False) -> str:
+def fmt_spread(
+    values: list[float], unit: Callable[[float], str] = ms, bound: bool = False
+) -> str:
     """`median [min–max]`; `≥` when some runs hit the deadline (a lower bound)."""
     values = [value for value in values if not math.isnan(value)]
     if not values:

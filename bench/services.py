@@ -22,22 +22,26 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Self
 
 REPO = Path(__file__).resolve().parent.parent
 APPS = REPO / "bench" / "apps"
 UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+# tests/helpers.py renders for the tests and for `_render`, which imports it as
+# dev.py imports from tests/; appended, so that it shadows no other module.
+sys.path.append(str(REPO / "tests"))
 
-_running: set[subprocess.Popen] = set()
+_running: set[subprocess.Popen[Any]] = set()
 
 
-def spawn(command: list[str], **options) -> subprocess.Popen:
+def spawn(command: list[str], **options: Any) -> subprocess.Popen[Any]:
     """Start `command` as the leader of a new process group, remembered for cleanup."""
     process = subprocess.Popen(command, start_new_session=True, **options)
     _running.add(process)
     return process
 
 
-def kill(process: subprocess.Popen, timeout: float = 3) -> None:
+def kill(process: subprocess.Popen[Any], timeout: float = 3) -> None:
     """SIGTERM the process group; SIGKILL what is left of it after `timeout`."""
     global _killed_ticks
     # Reaping the leader adds its time, and that of the children it reaped, to
@@ -119,7 +123,8 @@ def project_env(**overrides: str) -> dict[str, str]:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Project:
@@ -136,7 +141,9 @@ class Project:
         self.python = path / ".venv" / "bin" / "python"
 
     @classmethod
-    def render_all(cls, template: Path, wanted: dict[Path, dict[str, str]]) -> list:
+    def render_all(
+        cls, template: Path, wanted: dict[Path, dict[str, str]]
+    ) -> list["Project"]:
         """Render each destination from `template` and `uv sync` it, two at a time."""
         with ProcessPoolExecutor(2) as pool:
             renders = [
@@ -148,21 +155,14 @@ class Project:
 
 def _render(template: Path, dst: Path, answers: dict[str, str]) -> Path:
     """Render `template` (HEAD plus uncommitted changes) without trust, then sync."""
-    import copier  # here: the load generator and the apps never need it
+    # Here: the load generator and the apps never need Copier.
     from copier.errors import DirtyLocalWarning
+    from helpers import render
 
     # Rendering a checkout with uncommitted changes is the point here.
     warnings.simplefilter("ignore", DirtyLocalWarning)
     shutil.rmtree(dst, ignore_errors=True)
-    copier.run_copy(
-        str(template),
-        dst,
-        data=answers,
-        defaults=True,
-        unsafe=False,
-        quiet=True,
-        vcs_ref="HEAD",
-    )
+    render(dst, answers, template)
     command = [UV, "sync", "--quiet", "--no-dev"]
     subprocess.run(command, cwd=dst, env=project_env(), check=True)
     return dst
@@ -192,7 +192,7 @@ class Server:
         self.app_dir = app_dir
         self.log_path = (log_dir or cwd) / f"{name}.log"
         self.port = 0
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[Any] | None = None
         self.core: int | None = None  # pin to this core (see `pinned`)
         self.workers = 1  # uvicorn worker processes
         self.ready_path = "/health"  # answers 200 once the app has started
@@ -254,7 +254,7 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not answer /health in {timeout} s")
 
-    def start(self) -> "Server":
+    def start(self) -> Self:
         self.launch()
         self.wait_ready()
         return self
@@ -282,25 +282,25 @@ class Server:
             kill(self.process)
             self.process = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Self:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def run_loadgen(load: dict, timeout: float) -> dict:
+def run_loadgen(load: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one load generator process (bench/loadgen.py) and return its result."""
     process = start_loadgen(load)
     return finish_loadgen(process, timeout)
 
 
-def start_loadgen(load: dict) -> subprocess.Popen:
+def start_loadgen(load: dict[str, Any]) -> subprocess.Popen[str]:
     command = [sys.executable, str(REPO / "bench" / "loadgen.py"), json.dumps(load)]
     return spawn(command, stdout=subprocess.PIPE, text=True)
 
 
-def finish_loadgen(process: subprocess.Popen, timeout: float) -> dict:
+def finish_loadgen(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     try:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -309,7 +309,8 @@ def finish_loadgen(process: subprocess.Popen, timeout: float) -> dict:
     _running.discard(process)
     if process.returncode != 0:
         raise RuntimeError(f"load generator exited {process.returncode}")
-    return json.loads(out)
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 def pinned(core: int) -> list[str]:
@@ -384,12 +385,12 @@ def wrk_at_once(
         return {name: run.result() for name, run in runs.items()}
 
 
-def tcp_ready(port: int, process: subprocess.Popen, timeout: float = 10) -> None:
+def tcp_ready(port: int, process: subprocess.Popen[Any], timeout: float = 10) -> None:
     """Wait until something accepts connections on `port`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return

@@ -52,6 +52,7 @@ import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from .services import (
     Project,
@@ -222,7 +223,7 @@ def serving(project: Project, name: str, log_dir: Path) -> Server:
 
 def throughput(
     project: Project, rounds: int, seconds: float, warmup: float, log_dir: Path
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The apps side by side, fresh servers each round: one set of ratios per round.
 
     Each round starts a server of every layer (LAYERS) on core 0 and loads them
@@ -296,7 +297,7 @@ def in_process(project: Project, rounds: int, requests: int) -> dict[str, float]
     }
 
 
-def plot(path: Path, rounds: list[dict], layers: dict[str, float]) -> None:
+def plot(path: Path, rounds: list[dict[str, Any]], layers: dict[str, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -426,7 +427,7 @@ def counted(project: Project, app: str, requests: int, log_dir: Path) -> int:
     return int(summary.split()[1])
 
 
-def connect(server: subprocess.Popen, port: int) -> http.client.HTTPConnection:
+def connect(server: subprocess.Popen[bytes], port: int) -> http.client.HTTPConnection:
     """A connection that has had one answer: start-up is slow under cachegrind."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:

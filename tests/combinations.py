@@ -48,8 +48,9 @@ class Combination(NamedTuple):
     @property
     def suite_options(self) -> tuple[str, ...]:
         """The pytest options the template's CI runs this entry's generated suite
-        with. Every entry runs its default suite, the one `uv run pytest` runs;
-        the entries of CRASH_TESTED run the tests marked `recovery` too (crash,
+        with. Every entry runs its default suite, the one `uv run pytest` runs,
+        less the tests another entry runs on the same code (skipped_tests); the
+        entries of CRASH_TESTED run the tests marked `recovery` too (crash,
         restart, chaos), less the chaos test outside CHAOS_TESTED, each on the
         database it names. All but PARALLEL_TESTED run in one process: the
         template's CI runs many suites side by side already."""
@@ -60,13 +61,19 @@ class Combination(NamedTuple):
 
     @property
     def skipped_tests(self) -> tuple[str, ...]:
-        """Recovery tests this entry runs (CRASH_TESTED) but leaves out, as
+        """The generated tests the template's CI leaves out of this entry, as
         pytest's `--deselect` takes them (a file, or one test's node id): the
-        chaos test outside CHAOS_TESTED, and each test on both databases on the
-        other database than the one named."""
+        shared tests outside the entries that run them (SHARED_TESTS,
+        DURABLE_TESTS), the chaos test outside CHAOS_TESTED, and in CRASH_TESTED
+        each test on both databases on the other database than the one named."""
+        whole = self.id == PARALLEL_TESTED  # run as its owner runs it: all of it
+        skipped: list[str] = []
+        if not whole and self.id not in EVERY_PYTHON:
+            skipped += SHARED_TESTS
+        if self.durable and not whole and self.id not in CRASH_TESTED:
+            skipped += DURABLE_TESTS
         if self.id not in CRASH_TESTED:
-            return ()
-        skipped = []
+            return tuple(skipped)
         for path, tested in ((CRASH_TEST, CRASH_TESTED), (CHAOS_TEST, CHAOS_TESTED)):
             if self.id not in tested:
                 skipped.append(path)
@@ -153,6 +160,39 @@ DATABASE_TESTS = {  # each file's tests that take `jobs_database` and start work
     ),
     CHAOS_TEST: ("test_chaos_loses_no_job_and_applies_no_effect_twice",),
 }
+
+# Generated tests of what renders the same for every entry with the same
+# workload and background work, or differs only where the EVERY_PYTHON entries
+# differ (a process pool or none; ephemeral work, Redis or RabbitMQ): the
+# launchers, liveness, promtool's lint, JSON logs, the image's commands, start-up
+# errors, metrics over several processes and the thread pool under load. They
+# are the slowest tests of a suite (each starts real servers, several workers
+# each, or holds a load for seconds), and would test the same code again
+# elsewhere: the template's CI runs them in the EVERY_PYTHON entries (one per
+# workload) and in PARALLEL_TESTED, and leaves them out of the others.
+SHARED_TESTS = (
+    "tests/runtime/test_launchers.py",
+    "tests/runtime/test_liveness.py",
+    "tests/runtime/test_metrics_lint.py",
+    "tests/runtime/test_logs.py",
+    "tests/runtime/test_container.py",
+    "tests/runtime/test_settings.py",
+    "tests/runtime/test_lag.py::test_metrics_add_up_across_worker_processes",
+    "tests/runtime/test_thread_pool.py::test_the_pool_follows_a_step_up_and_back_down",
+    "tests/runtime/test_thread_pool.py"
+    "::test_a_saturated_downstream_does_not_drive_the_pool_far_past_it",
+    "tests/runtime/test_thread_pool.py"
+    "::test_lowering_the_size_under_load_never_over_grants",
+)
+# The durable preset's tests with real workers (the registry, its operators'
+# commands, retries, second starts): like the recovery tests, they differ by
+# broker and worker pool only, and run where those do (CRASH_TESTED) and in
+# PARALLEL_TESTED.
+DURABLE_TESTS = (
+    CRASH_TEST,
+    "tests/runtime/test_registry.py",
+    "tests/runtime/test_durability_registry.py",
+)
 
 # A generated project runs its tests in parallel (pytest-xdist, from its
 # pyproject's addopts); the template's CI runs each suite in one process, but

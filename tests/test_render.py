@@ -51,8 +51,9 @@ def assert_tests_exist(project: Path, node_ids: tuple[str, ...]) -> None:
         function, _, database = test.partition("[")
         assert not function or f"def {function}(" in (project / path).read_text()
         if database:
-            testing = project / "src" / "my_service" / "runtime" / "testing.py"
-            assert f"params={json.dumps(list(DATABASES))}" in testing.read_text()
+            testing = project / "src" / "my_service" / "runtime" / "testing"
+            fixtures = (testing / "backing_services.py").read_text()
+            assert f"params={json.dumps(list(DATABASES))}" in fixtures
 
 
 def check_rendered(project: Path) -> None:

@@ -1,6 +1,6 @@
 """`copier update` from the previous release to HEAD with the edits users make, for
 every combination; answer changes made through an update; a user's job surviving
-an update. Never with --trust.
+an update; the one-module test plugin giving way to its package. Never with --trust.
 
 From the previous release, each combination's update must give exactly what a
 fresh copy of this release with the same edits gives (but for the user's own
@@ -361,3 +361,44 @@ def test_pre_commit_refuses_conflict_markers_and_rej_files(
     assert result.returncode != 0
     assert "notes.md:1:<<<<<<< before" in result.stdout
     assert "pyproject.toml.rej" in result.stdout
+
+
+# The last commit whose test plugin was one module, runtime/testing.py, before
+# it became the package runtime/testing/.
+ONE_MODULE_PLUGIN = "d7c628334cd422d3dc8048870c194f944dae20b1"
+
+OLD_PLUGIN_TEST = """from {package}.runtime.testing import START_S, Services, Worker
+
+
+def test_the_plugin_serves_my_test(worker: Worker, services: Services) -> None:
+    url = services.start()
+    assert worker.process.poll() is None
+    assert START_S > 0 and url.startswith("http://")
+"""
+
+
+def test_an_update_replaces_the_one_module_plugin_with_its_package(
+    template_releases: Path, tmp_path: Path
+) -> None:
+    answers = {"workload": "mixed", "task_durability": "durable", "broker": "redis"}
+    project = generate(
+        template_releases, tmp_path / "service", answers, ONE_MODULE_PLUGIN
+    )
+    package = package_of(project)
+    testing = project / "src" / package / "runtime" / "testing"
+    assert testing.with_suffix(".py").is_file()
+    # A test of the owner's, importing from the plugin as it was.
+    (project / "tests" / "test_mine.py").write_text(
+        OLD_PLUGIN_TEST.format(package=package)
+    )
+    commit_all(project, "A test of my own")
+
+    update(project)
+
+    # The module the owner never edited is gone: nothing shadows the package.
+    assert not testing.with_suffix(".py").exists()
+    assert (testing / "__init__.py").is_file()
+    conftest = (project / "tests" / "conftest.py").read_text()
+    assert f'pytest_plugins = ["{package}.runtime.testing"]' in conftest
+    assert_clean_merge(project)
+    assert_project_passes(project, "tests/test_mine.py")

@@ -30,10 +30,12 @@ from combinations import (
     CRASH_TESTED,
     DATABASES,
     DEFAULT_PYTHON,
+    DURABLE_TESTS,
     ENTRIES,
     EVERY_PYTHON,
     PARALLEL_TESTED,
     PYTHON_VERSIONS,
+    SHARED_TESTS,
     WORKLOADS,
     Combination,
 )
@@ -503,11 +505,10 @@ def test_crash_tests_run_once_per_broker_and_worker_pool() -> None:
         assert (CHAOS_TEST in skipped) == (
             entry.id in CRASH_TESTED and entry.id not in CHAOS_TESTED
         )
-        assert CRASH_TEST not in skipped
         assert all(f"--deselect={node}" in options for node in skipped)
         for node in skipped:
             path, _, test = node.partition("::")
-            if test:  # one database's run of a test: never the entry's database
+            if test.endswith("]"):  # one database's run: never the entry's database
                 named = (CRASH_TESTED if path == CRASH_TEST else CHAOS_TESTED)[entry.id]
                 assert not test.endswith(f"[{named}]"), node
         # One entry runs its suite in parallel, as its owner does.
@@ -521,6 +522,28 @@ def test_crash_tests_run_once_per_broker_and_worker_pool() -> None:
         f"{CHAOS_TEST}::test_chaos_loses_no_job_and_applies_no_effect_twice"
         "[postgresql]",
     )
+
+
+def test_shared_tests_run_on_each_workload_background_broker_and_pool() -> None:
+    """An entry leaves out a shared test only where others run it on the same
+    code: SHARED_TESTS on one entry of each workload and of each background
+    answer, DURABLE_TESTS (the crash tests among them) wherever the recovery
+    tests run, one entry per broker and pool; the largest entry runs them all."""
+    shared = [e for e in ENTRIES if not set(SHARED_TESTS) & set(e.skipped_tests)]
+    assert sorted({e.workload for e in shared}) == sorted(WORKLOADS)
+    assert {(e.task_durability, e.broker) for e in shared} == {
+        ("ephemeral", None),
+        ("durable", "redis"),
+        ("durable", "rabbitmq"),
+    }
+    for entry in ENTRIES:
+        skipped = set(entry.skipped_tests)
+        assert (entry in shared) == (entry.id in (*EVERY_PYTHON, PARALLEL_TESTED))
+        assert skipped.isdisjoint(SHARED_TESTS) or set(SHARED_TESTS) <= skipped
+        runs_durable = entry.durable and skipped.isdisjoint(DURABLE_TESTS)
+        assert runs_durable == (entry.id in (*CRASH_TESTED, PARALLEL_TESTED))
+    largest = next(entry for entry in ENTRIES if entry.id == PARALLEL_TESTED)
+    assert largest.skipped_tests == ()
 
 
 def test_answers_name_only_what_differs_from_the_defaults() -> None:

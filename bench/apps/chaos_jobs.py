@@ -72,7 +72,7 @@ def engine() -> Engine:
 
 @app.task(bind=True, name="bench.chaos_job")
 def chaos_job(self: Task, duration_s: float) -> str:
-    job_id = self.request.id
+    job_id: str = self.request.id
     effects.record_attempt(engine(), job_id)
     time.sleep(duration_s)  # stands in for the job's work
     with engine().begin() as db:

@@ -17,6 +17,7 @@ RESPONSE = (
 
 class Answer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.pending = b""
 

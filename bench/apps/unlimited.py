@@ -24,7 +24,7 @@ HEAD = (
 
 class Answer(asyncio.Protocol):
     # Tasks are only weakly referenced by the loop: these keep them alive.
-    running: set[asyncio.Task] = set()
+    running: set[asyncio.Task[None]] = set()
 
     def __init__(self, downstream: asyncio.Semaphore) -> None:
         self.downstream = downstream

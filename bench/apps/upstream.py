@@ -17,6 +17,7 @@ MS = re.compile(rb"[?&]ms=(\d+)")
 
 class Upstream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.pending = b""
 

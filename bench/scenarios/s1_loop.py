@@ -7,6 +7,7 @@ services are loopsafe's, one per workload (goal P1).
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..harness import (
     BenchProcess,
@@ -47,7 +48,7 @@ P1_LIMIT = 1.5
 class Variant:
     label: str
     server: Server
-    heavy: list  # the heavy requests, cycled through
+    heavy: list[Any]  # the heavy requests, cycled through
     workload: str | None = None  # a rendered service: reported against P1
     # The naive scaffold: nothing to warm, and after a loaded run its loop is
     # stuck for seconds with the calls already accepted. Measured once: every
@@ -89,7 +90,7 @@ def variants(ctx: Context, upstream_url: str) -> list[Variant]:
     ]
 
 
-def heavy_load(variant: Variant) -> dict:
+def heavy_load(variant: Variant) -> dict[str, Any]:
     return {"requests": variant.heavy, "concurrency": CONCURRENCY}
 
 
@@ -113,8 +114,8 @@ def measure_all(
     idle_s: float,
     warmup_s: float,
     loaded_s: float,
-) -> dict[str, dict[str, list]]:
-    figures: dict[str, dict[str, list]] = {v.label: {} for v in chosen}
+) -> dict[str, dict[str, list[Any]]]:
+    figures: dict[str, dict[str, list[Any]]] = {v.label: {} for v in chosen}
     start_all([v.server for v in chosen])
     try:
         for variant in chosen:
@@ -144,7 +145,7 @@ def measure(
     variant: Variant,
     floor: int,
     seconds: tuple[float, float, float],
-    into: dict[str, list],
+    into: dict[str, list[Any]],
 ) -> None:
     """/health idle, then under the variant's heavy load; a trivial server
     (port `floor`) probed alike at the same time: the machine floor."""
@@ -172,7 +173,7 @@ def measure(
         into.setdefault(key, []).append(value)
 
 
-def report(ctx: Context, chosen: list[Variant], figures: dict) -> Section:
+def report(ctx: Context, chosen: list[Variant], figures: dict[str, Any]) -> Section:
     section = Section(
         TITLE,
         about=(

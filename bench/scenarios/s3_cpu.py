@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from ..harness import BenchProcess, Context, probe, settle, start_all, under_load, warm
 from ..plots import idle_and_loaded_p99
@@ -80,18 +81,18 @@ def at_idle_priority(pid: int) -> bool:
 @dataclass
 class Variant:
     label: str
-    server: Server | BenchProcess
+    server: Server
     path: str | None  # None: no requests, the cores kept busy by busy loops
     rendered: bool = False
 
 
-def heavy_load(variant: Variant) -> dict:
+def heavy_load(variant: Variant) -> dict[str, Any]:
     return {"requests": [["POST", variant.path, BODY]], "concurrency": CONCURRENCY}
 
 
 def loaded_probe(
     ctx: Context, variant: Variant, floor: int, warmup_s: float, loaded_s: float
-) -> tuple[dict, dict | None]:
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """/health probed under the variant's load (the trivial server at `floor`
     too, under "floor"), and what that load achieved."""
     if variant.path is None:
@@ -140,7 +141,7 @@ def run(ctx: Context) -> Section:
         Variant("def: pure Python (holds the GIL)", cpu_def, "/cpu/python"),
     ]
     servers = list({id(v.server): v.server for v in chosen}.values())
-    figures: dict[str, dict[str, list]] = {v.label: {} for v in chosen}
+    figures: dict[str, dict[str, list[Any]]] = {v.label: {} for v in chosen}
     start_all(servers)
     with BenchProcess("tiny") as tiny, BenchProcess("tiny") as floor:
         chosen.append(Variant(MACHINE, tiny, None))

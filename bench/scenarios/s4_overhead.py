@@ -16,7 +16,7 @@ from .. import middleware_overhead as overhead
 from .. import user_route
 from ..harness import Context, log
 from ..report import Goal, Section, fmt_spread, ms, rate, spread, times
-from ..services import have_wrk
+from ..services import Project, have_wrk
 
 TITLE = "4. Middleware and lag-monitor overhead"
 NEEDS = ("async_io",)
@@ -99,7 +99,7 @@ def run(ctx: Context) -> Section:
     return section
 
 
-def user_routes(ctx: Context, project, section: Section) -> None:
+def user_routes(ctx: Context, project: Project, section: Section) -> None:
     """bench/user_route.py's figures: rows, goal P4 for a user's route, a note."""
     log("  GET /hello throughput (wrk), side by side")
     rounds = user_route.throughput(

@@ -8,6 +8,7 @@ SHED_LAG_P99_MS), the queue for threads grows for as long as the overload lasts.
 """
 
 import json
+from typing import Any
 
 from ..harness import PROBE_RATE, Context, probe, settle, under_load
 from ..plots import COLORS, timeline
@@ -39,7 +40,7 @@ SHEDDING = {
 }
 
 
-def waiting_series(probed: dict) -> tuple[list[float], list[float]]:
+def waiting_series(probed: dict[str, Any]) -> tuple[list[float], list[float]]:
     """(due time, calls waiting for a thread) from the /health bodies the probe kept."""
     xs, ys = [], []
     for due, body in zip(probed["due"], probed["bodies"], strict=True):
@@ -66,8 +67,8 @@ def run(ctx: Context) -> Section:
         "rate": OFFERED,
         "max_connections": 4096,
     }
-    figures: dict[str, dict[str, list]] = {label: {} for label in SHEDDING}
-    series: dict[str, dict] = {}
+    figures: dict[str, dict[str, list[Any]]] = {label: {} for label in SHEDDING}
+    series: dict[str, dict[str, Any]] = {}
     for _ in range(ctx.reps):
         for label, env in SHEDDING.items():
             # A fresh process each time: an unshed queue takes seconds to drain.
@@ -111,7 +112,9 @@ def run(ctx: Context) -> Section:
     return report(ctx, figures, series, overload_s)
 
 
-def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Section:
+def report(
+    ctx: Context, figures: dict[str, Any], series: dict[str, Any], overload_s: float
+) -> Section:
     section = Section(
         TITLE,
         about=(
@@ -214,7 +217,9 @@ def report(ctx: Context, figures: dict, series: dict, overload_s: float) -> Sect
     return section
 
 
-def latency_points(series: dict) -> dict[str, tuple[list[float], list[float], str]]:
+def latency_points(
+    series: dict[str, Any],
+) -> dict[str, tuple[list[float], list[float], str]]:
     """Each answered call's latency by its scheduled time: 200s, and 503s."""
     points = {}
     for label, s in series.items():

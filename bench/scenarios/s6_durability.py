@@ -10,8 +10,9 @@ than timings: the machine's load changes the time to recover, not what is lost.
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
@@ -53,7 +54,7 @@ def run(ctx: Context) -> Section:
         for broker, (name, url) in brokers.items()
         for mode in durability.MODES
     }
-    results: dict[str, dict[str, dict]] = {broker: {} for broker in brokers}
+    results: dict[str, dict[str, dict[str, Any]]] = {broker: {} for broker in brokers}
     for (broker, mode), chaos in runs.items():
         results[broker][mode] = finish(chaos, timing)
     plot(results, timing, ctx.out / PLOT)
@@ -108,7 +109,7 @@ def run(ctx: Context) -> Section:
     return section
 
 
-def notes(results: dict[str, dict[str, dict]]) -> list[str]:
+def notes(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     said = [
         f"{NO_RECONCILER}: the preset with JOB_LOST_AFTER_S={durability.NEVER_LOST_S}"
         ", so its reconciler never takes a job for lost: the preset as it was "
@@ -141,11 +142,11 @@ class ChaosRun(NamedTuple):
     name: str
     mode: str
     workdir: Path
-    process: subprocess.Popen
+    process: subprocess.Popen[str]
 
 
 def start_chaos_run(
-    ctx: Context, name: str, broker_url: str, mode: str, timing: dict
+    ctx: Context, name: str, broker_url: str, mode: str, timing: dict[str, Any]
 ) -> ChaosRun:
     """One configuration's run, started in the project's interpreter: the
     module bench.durability, from this repository (PYTHONPATH), which needs
@@ -167,7 +168,7 @@ def start_chaos_run(
     return ChaosRun(name, mode, workdir, process)
 
 
-def finish(run: ChaosRun, timing: dict) -> dict:
+def finish(run: ChaosRun, timing: dict[str, Any]) -> dict[str, Any]:
     """The run's figures, once it has ended."""
     try:
         out, err = run.process.communicate(timeout=timing["recovery_s"] + 240)
@@ -177,12 +178,12 @@ def finish(run: ChaosRun, timing: dict) -> dict:
         raise RuntimeError(
             f"{run.mode} on {run.name} failed (logs in {run.workdir}):\n{err}"
         )
-    figures = json.loads(out.splitlines()[-1])
+    figures: dict[str, Any] = json.loads(out.splitlines()[-1])
     log(f"  {run.name}, {run.mode}: {figures}")
     return figures
 
 
-def done_after(r: dict) -> str:
+def done_after(r: dict[str, Any]) -> str:
     if r["all_done_s"] is None:
         return f"never (not within {r['recovery_s']} s of the last kill)"
     # The first look comes right after the last kill, the next 0.2 s later: under
@@ -192,7 +193,7 @@ def done_after(r: dict) -> str:
     return f"{r['all_done_s']:.1f} s after the last kill"
 
 
-def about(timing: dict) -> str:
+def about(timing: dict[str, Any]) -> str:
     low, high = timing["job_s"]
     after_low, after_high = timing["kill_after_s"]
     return (
@@ -217,12 +218,14 @@ def about(timing: dict) -> str:
     )
 
 
-def plot(results: dict[str, dict[str, dict]], timing: dict, png: Path) -> None:
+def plot(
+    results: dict[str, dict[str, dict[str, Any]]], timing: dict[str, Any], png: Path
+) -> None:
     brokers = list(results)
     modes = durability.MODES
     width = 0.8 / len(modes)
     fig, axes = plt.subplots(1, 3, figsize=(11, 4), dpi=100)
-    panels = [
+    panels: list[tuple[str, Callable[[dict[str, Any]], float | None]]] = [
         ("jobs lost", lambda r: r["lost"]),
         ("jobs run twice to the end", lambda r: r["doubled"]),
         (

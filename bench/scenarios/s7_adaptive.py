@@ -28,6 +28,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ..harness import BenchProcess, Context, settle, start_all
 from ..plots import COLORS, timeline
@@ -94,11 +95,11 @@ def service(ctx: Context, name: str, env: dict[str, str]) -> Server:
     )
 
 
-def call(path: str, hold_s: float) -> list:
+def call(path: str, hold_s: float) -> list[Any]:
     return ["GET", f"/bench/{path}?ms={hold_s * 1000:.0f}"]
 
 
-def step_load(port: int, phase_s: float, grace_s: float) -> dict:
+def step_load(port: int, phase_s: float, grace_s: float) -> dict[str, Any]:
     return {
         "port": port,
         "requests": [],
@@ -111,8 +112,8 @@ def step_load(port: int, phase_s: float, grace_s: float) -> dict:
 
 
 def constant_load(
-    port: int, request: list, per_s: float, seconds: float, grace_s: float
-) -> dict:
+    port: int, request: list[Any], per_s: float, seconds: float, grace_s: float
+) -> dict[str, Any]:
     return {
         "port": port,
         "requests": [request],
@@ -123,7 +124,7 @@ def constant_load(
     }
 
 
-def poll(port: int, seconds: float) -> dict:
+def poll(port: int, seconds: float) -> dict[str, Any]:
     """/health, POLL_RATE a second: the pool's state, in the bodies kept."""
     load = constant_load(port, ["GET", "/health"], POLL_RATE, seconds, 0.5)
     return load | {"keep_bodies": True}
@@ -138,7 +139,9 @@ def warm(server: Server) -> None:
                 pass
 
 
-def at_once(ctx: Context, loads: dict[str, dict], timeout_s: float) -> dict:
+def at_once(
+    ctx: Context, loads: dict[str, dict[str, Any]], timeout_s: float
+) -> dict[str, Any]:
     """Run every load (bench/loadgen.py, a process each) from one shared start
     time, and return their results by name."""
     lead_s = ctx.seconds(*LEAD_S)
@@ -161,10 +164,10 @@ def at_once(ctx: Context, loads: dict[str, dict], timeout_s: float) -> dict:
 # --- reading the results ----------------------------------------------------------
 
 
-def window(result: dict, begin: float, end: float) -> dict:
+def window(result: dict[str, Any], begin: float, end: float) -> dict[str, Any]:
     """The requests of an open-loop result due in [begin, end), as a result."""
     keys = ("due", "latency", "send_lag", "status")
-    part: dict[str, list] = {key: [] for key in (*keys, "censored")}
+    part: dict[str, list[Any]] = {key: [] for key in (*keys, "censored")}
     censored = iter(result["censored"])  # one per unanswered request, in order
     for values in zip(*(result[key] for key in keys), strict=True):
         due, latency = values[:2]
@@ -177,7 +180,7 @@ def window(result: dict, begin: float, end: float) -> dict:
     return part
 
 
-def served(part: dict, by: float) -> float:
+def served(part: dict[str, Any], by: float) -> float:
     """The share of the requests answered 200 no later than `by` (seconds
     from the start)."""
     answered = sum(
@@ -190,7 +193,7 @@ def served(part: dict, by: float) -> float:
     return answered / max(1, len(part["due"]))
 
 
-def throughput(result: dict, begin: float, end: float) -> float:
+def throughput(result: dict[str, Any], begin: float, end: float) -> float:
     """200s answered per second between `begin` and `end`, whenever they were due."""
     answered = sum(
         1
@@ -202,7 +205,7 @@ def throughput(result: dict, begin: float, end: float) -> float:
     return answered / (end - begin)
 
 
-def samples(polled: dict) -> list[dict]:
+def samples(polled: dict[str, Any]) -> list[dict[str, Any]]:
     """The pool's state at each poll answered: {"t": due time, size, need...}."""
     found = []
     for due, body in zip(polled["due"], polled["bodies"], strict=True):
@@ -212,7 +215,9 @@ def samples(polled: dict) -> list[dict]:
     return found
 
 
-def between(found: list[dict], begin: float, end: float, key: str) -> list[float]:
+def between(
+    found: list[dict[str, Any]], begin: float, end: float, key: str
+) -> list[float]:
     return [s.get(key, math.nan) for s in found if begin <= s["t"] < end]
 
 
@@ -220,23 +225,26 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def target(found: list[dict], need: float) -> float:
+def target(found: list[dict[str, Any]], need: float) -> float:
     """The size a pool bounded as /health says should have for `need`."""
     low = found[0].get("min", 1) if found else 1
     high = found[0].get("max", math.inf) if found else math.inf
     return min(max(need, low), high)
 
 
-def reach(found: list[dict], begin: float, end: float, goal: float) -> float:
+def reach(found: list[dict[str, Any]], begin: float, end: float, goal: float) -> float:
     """Seconds from `begin` until the size is within BAND of `goal`; nan: never
     before `end`."""
     for s in found:
         if begin <= s["t"] < end and abs(s.get("size", math.nan) - goal) <= BAND * goal:
-            return s["t"] - begin
+            reached: float = s["t"] - begin
+            return reached
     return math.nan
 
 
-def latency_figures(part: dict, by: float, begin: float, end: float) -> dict:
+def latency_figures(
+    part: dict[str, Any], by: float, begin: float, end: float
+) -> dict[str, Any]:
     latency = Latency.of(part)
     return {
         "served": served(part, by),
@@ -247,7 +255,7 @@ def latency_figures(part: dict, by: float, begin: float, end: float) -> dict:
     }
 
 
-def add(into: dict, figures: dict) -> None:
+def add(into: dict[str, Any], figures: dict[str, Any]) -> None:
     for key, value in figures.items():
         into.setdefault(key, []).append(value)
 
@@ -260,8 +268,8 @@ def run(ctx: Context) -> Section:
     saturated_s = ctx.seconds(10, 1.5)
     settle_s = ctx.seconds(3, 0.5)  # the saturated and steady runs, left out
     loads = [f"step {k + 1}" for k in range(len(STEP))] + ["saturated", "steady"]
-    figures: dict[str, dict[str, dict]] = {load: {} for load in loads}
-    last: dict = {}
+    figures: dict[str, dict[str, dict[str, Any]]] = {load: {} for load in loads}
+    last: dict[str, Any] = {}
     # Repeats interleave the rounds; in each, every variant runs at once.
     for _ in range(min(ctx.reps, MAX_REPS)):
         last = step_round(ctx, phase_s, settle_s, figures)
@@ -298,7 +306,9 @@ def stop_all(servers: list[Server]) -> None:
         server.stop()
 
 
-def step_round(ctx: Context, phase_s: float, settle_s: float, figures: dict) -> dict:
+def step_round(
+    ctx: Context, phase_s: float, settle_s: float, figures: dict[str, Any]
+) -> dict[str, Any]:
     """The step on every variant and the floor, and the steady load meanwhile on
     an adaptive server of its own."""
     total_s = phase_s * len(STEP)
@@ -358,8 +368,8 @@ def step_round(ctx: Context, phase_s: float, settle_s: float, figures: dict) -> 
 
 
 def saturated_round(
-    ctx: Context, seconds: float, settle_s: float, figures: dict
-) -> dict:
+    ctx: Context, seconds: float, settle_s: float, figures: dict[str, Any]
+) -> dict[str, Any]:
     """Twice the downstream's capacity on every variant and the floor; the queue
     it leaves is waited for, so that each latency is measured, not censored."""
     drain_s = seconds * (OFFERED / CAPACITY - 1)
@@ -436,7 +446,7 @@ def calls(per_s: float, hold_s: float) -> str:
     return f"{rate(per_s)} × {hold_s * 1000:.0f} ms"
 
 
-def load_labels(phase_s: float, saturated_s: float) -> dict:
+def load_labels(phase_s: float, saturated_s: float) -> dict[str, Any]:
     labels = {
         f"step {k + 1}": f"step {k + 1}: {calls(per_s, hold_s)} "
         f"(need {per_s * hold_s:,.0f}), {phase_s:g} s"
@@ -454,7 +464,7 @@ def load_labels(phase_s: float, saturated_s: float) -> dict:
     return labels
 
 
-def pool_cells(load: str, label: str, f: dict) -> list[str]:
+def pool_cells(load: str, label: str, f: dict[str, Any]) -> list[str]:
     """Size, reported need and time to reach the need, for the table."""
     if label == FLOOR:
         return ["unbounded", "–", "–"]
@@ -471,8 +481,8 @@ def pool_cells(load: str, label: str, f: dict) -> list[str]:
 
 def report(
     ctx: Context,
-    figures: dict,
-    last: dict,
+    figures: dict[str, Any],
+    last: dict[str, Any],
     phase_s: float,
     saturated_s: float,
     settle_s: float,
@@ -528,7 +538,7 @@ def report(
     return section
 
 
-def goals(section: Section, figures: dict, settle_s: float) -> None:
+def goals(section: Section, figures: dict[str, Any], settle_s: float) -> None:
     steps = [f"step {k + 1}" for k in range(len(STEP))]
     adaptive = {load: figures[load][ADAPTIVE] for load in figures}
     shares = [spread(adaptive[s]["served"])[0] for s in steps]
@@ -623,7 +633,7 @@ def notes(section: Section, settle_s: float) -> None:
         )
 
 
-def compact(last: dict) -> dict:
+def compact(last: dict[str, Any]) -> dict[str, Any]:
     """The last repeat's polls of each adaptive server, for latest.json."""
     keys = ("t", "size", "need", "in_use", "waiting", "ceiling")
     return {
@@ -636,7 +646,7 @@ def compact(last: dict) -> dict:
     }
 
 
-def plot(ctx: Context, section: Section, last: dict, phase_s: float) -> None:
+def plot(ctx: Context, section: Section, last: dict[str, Any], phase_s: float) -> None:
     """The adaptive pool through the step (last repeat): its size and need, the
     load's, and every variant's latencies meanwhile."""
     found = last["step"]["found"]
