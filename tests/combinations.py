@@ -74,7 +74,13 @@ class Combination(NamedTuple):
             skipped += DURABLE_TESTS
         if self.id not in CRASH_TESTED:
             return tuple(skipped)
-        for path, tested in ((CRASH_TEST, CRASH_TESTED), (CHAOS_TEST, CHAOS_TESTED)):
+        named = (
+            (CRASH_TEST, CRASH_TESTED),
+            (CHAOS_TEST, CHAOS_TESTED),
+            (REGISTRY_TEST, CRASH_TESTED),
+            (TAKEOVER_TEST, CRASH_TESTED),
+        )
+        for path, tested in named:
             if self.id not in tested:
                 skipped.append(path)
                 continue
@@ -153,12 +159,30 @@ CHAOS_TESTED = {
 DATABASES = ("sqlite", "postgresql")  # the `jobs_database` fixture's parameters
 CRASH_TEST = "tests/runtime/test_durability.py"
 CHAOS_TEST = "tests/runtime/test_chaos.py"
-DATABASE_TESTS = {  # each file's tests that take `jobs_database` and start workers
+REGISTRY_TEST = "tests/runtime/test_registry.py"
+TAKEOVER_TEST = "tests/runtime/test_durability_registry.py"
+DATABASE_TESTS = {  # each file's tests that take `jobs_database`
     CRASH_TEST: (
         "test_a_job_committed_but_never_published_is_published_again",
         "test_a_backlog_is_not_taken_for_a_loss",
     ),
     CHAOS_TEST: ("test_chaos_loses_no_job_and_applies_no_effect_twice",),
+    # The durable preset's other tests on both databases (DURABLE_TESTS): in
+    # CRASH_TESTED entries, on the database each names, as the crash tests.
+    REGISTRY_TEST: (
+        "test_the_migrations_make_the_tables_the_code_uses",
+        "test_a_registry_from_before_versions_keeps_its_rows",
+        "test_processes_starting_together_upgrade_once",
+        "test_a_schema_newer_than_this_release_is_refused",
+        "test_retention_deletes_expired_rows_a_batch_at_a_time",
+        "test_reconcilers_deleting_at_once_delete_every_row_once",
+        "test_the_command_line_lists_shows_cancels_and_purges",
+    ),
+    TAKEOVER_TEST: (
+        "test_a_registry_from_the_previous_release_is_taken_over_with_no_job_lost",
+        "test_a_failed_job_keeps_its_reason_and_is_retried_or_cancelled_by_an_operator",
+        "test_a_worker_refuses_a_schema_newer_than_it_knows",
+    ),
 }
 
 # Generated tests of what renders the same for every entry with the same
@@ -190,11 +214,7 @@ SHARED_TESTS = (
 # commands, retries, second starts): like the recovery tests, they differ by
 # broker and worker pool only, and run where those do (CRASH_TESTED) and in
 # PARALLEL_TESTED.
-DURABLE_TESTS = (
-    CRASH_TEST,
-    "tests/runtime/test_registry.py",
-    "tests/runtime/test_durability_registry.py",
-)
+DURABLE_TESTS = (CRASH_TEST, REGISTRY_TEST, TAKEOVER_TEST)
 
 # A generated project runs its tests in parallel (pytest-xdist, from its
 # pyproject's addopts); the template's CI runs each suite in one process, but
