@@ -90,9 +90,7 @@ def send(port: int, chunked: bool) -> str:
     """POST the body to the JSON route; the answer's status."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"content-type": "application/json"}
-    body: Iterator[bytes] | bytes = json_body()
-    if not chunked:
-        body = b"".join(json_body())
+    body: Iterator[bytes] | bytes = json_body() if chunked else b"".join(json_body())
     try:
         connection.request("POST", "/test/json", body, headers, encode_chunked=chunked)
     except (BrokenPipeError, ConnectionResetError):
