@@ -191,11 +191,11 @@ DATABASE_TESTS = {  # each file's tests that take `jobs_database`
 # launchers, liveness, JSON logs, the image's commands, start-up errors, metrics
 # over several processes and the thread pool under load. (Promtool's lint of
 # one process's and of the worker's metrics runs everywhere: the metrics an
-# entry exports depend on its answers.) They
-# are the slowest tests of a suite (each starts real servers, several workers
-# each, or holds a load for seconds), and would test the same code again
-# elsewhere: the template's CI runs them in the EVERY_PYTHON entries (one per
-# workload) and in PARALLEL_TESTED, and leaves them out of the others.
+# entry exports depend on its answers.) They are the slowest tests of a suite
+# (each starts real servers, several workers each, or holds a load for
+# seconds), and would test the same code again elsewhere: the template's CI
+# runs them in the EVERY_PYTHON entries (one per workload) and in
+# PARALLEL_TESTED, and leaves them out of the others.
 SHARED_TESTS = (
     "tests/runtime/test_launchers.py",
     "tests/runtime/test_liveness.py",
